@@ -1,0 +1,32 @@
+# The whole set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := .cache
+CIFAR10_DIR := $(CACHE)/cifar10
+SHARED := ../shared
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/smoothbench demo
+
+$(CIFAR10_DIR)/cifar-10-batches-py/test_batch: $(BIN)/python
+	$(BIN)/python $(SHARED)/data/cifar10/materialize.py $(CIFAR10_DIR)
+
+test: install $(CIFAR10_DIR)/cifar-10-batches-py/test_batch
+	SMOOTHBENCH_CIFAR10_DIR=$(abspath $(CIFAR10_DIR)) SMOOTHBENCH_FROST_DIR=$(abspath $(SHARED)/data/frost) \
+		$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(CACHE)

@@ -1,0 +1,3 @@
+from smoothbench.cli import main
+
+main()
