@@ -1,0 +1,505 @@
+"""Ranked leaderboards from result rows of many runs, with provenance, rendered as md / csv / json / html.
+
+:func:`build_leaderboard` recognises the rows by their columns: consistency rows have ``kind``, corruption
+rows have ``corruption`` and ``severity``, the others are clean evaluations. One leaderboard row is one
+configuration (arch, method, smoothing, blur, tau, dropout rate, width; or the model name when those are
+unknown) on one dataset at one ensemble size; several seeds / checkpoints of it are averaged. Rows are
+ranked only against comparable rows (same dataset, subset, number of images, data fingerprints, ECE
+settings, corruption source); the others form separate groups and the leaderboard's ``notes`` say why.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from smoothbench.errors import UserError
+from smoothbench.fileio import atomic_open
+from smoothbench.results import METRIC_COLUMNS, canonical, row_key, summarize_corruptions, to_json_records
+
+#: Metrics where lower is better (``ece_signed`` ranks by its absolute value; all others: higher is better).
+LOWER_IS_BETTER = frozenset({"nll", "brier", "entropy", "ece", "ece_adaptive", "ece_classwise", "cNLL", "cECE",
+                             "cBrier", "mCE", "relative_mCE", "mCNLL", "mCECE", "flip_rate", "tv", "kl", "seed_tv",
+                             "cec", "flip_prob", "top5_dist"})
+ABS_LOWER_IS_BETTER = frozenset({"ece_signed"})
+#: Metrics rendered as percents in markdown / html (the data stays in fractions).
+PERCENT_METRICS = frozenset({"acc", "top5", "ece", "ece_signed", "ece_adaptive", "ece_classwise", "auroc_misclf",
+                             "acc_90", "unc_90", "freq_90", "iou", "cAcc", "cECE", "mCE", "relative_mCE", "mCNLL",
+                             "mCECE", "agreement", "seed_agreement", "consistency", "flip_rate", "flip_prob"})
+#: Corruption-summary metrics taken from :func:`smoothbench.results.summarize_corruptions`.
+CORRUPTION_METRICS = ("cAcc", "cNLL", "cECE", "cBrier", "mCE", "relative_mCE", "mCNLL", "mCECE")
+#: Consistency metrics per kind: ``mc-size`` rows at their ensemble size; ``perturbation`` rows averaged over
+#: perturbations.
+MC_SIZE_METRICS = ("agreement", "flip_rate", "tv", "kl", "seed_agreement", "seed_tv")
+PERTURBATION_METRICS = ("consistency", "cec", "flip_prob", "top5_dist")
+#: Columns that must agree for rows to be ranked together: the clean evaluation's data and ECE settings, and
+#: the corruption sweep's (``c_*``, ``source``). ``subset`` is ``full`` for the whole set; an empty value
+#: means that part was not measured and conflicts with nothing.
+COMPARABILITY = ("dataset", "subset", "n_images", "data_fingerprint", "ece_mode", "ece_bins", "source", "c_subset",
+                 "c_n_images", "c_data_fingerprint")
+#: Columns that define a configuration; its seeds / checkpoints are averaged.
+CONFIG = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width")
+#: Provenance kept on every leaderboard row.
+PROVENANCE = ("smoothbench_version", "seed", "checkpoint_sha256", "data_fingerprint", "subset", "n_images", "ece_mode",
+              "ece_bins", "source", "c_subset", "c_n_images", "c_data_fingerprint")
+#: Metrics shown in markdown / html (when present), besides the sort metric.
+SHOWN = ("acc", "nll", "ece", "brier", "cAcc", "cNLL", "cECE", "mCE", "agreement", "consistency", "flip_prob")
+
+_JOIN = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "seed")
+_ECE = ("ece_mode", "ece_bins")
+_CORRUPTION_SIDE = ("c_subset", "c_n_images", "c_data_fingerprint")
+_EVAL_SPLITS = {"", "test", "val", "validation"}
+
+
+@dataclass
+class Leaderboard:
+    """Ranked rows (``table``) with their comparability ``groups`` and human-readable ``notes``.
+
+    ``table`` has one row per (group, configuration, ensemble size): ``group`` (1 = largest), ``rank``
+    within the group by ``sort``, ``name``, the configuration, each metric's seed mean (``<metric>``) and
+    sample standard deviation (``<metric>_std``, ddof 1, NaN for one seed), ``n_seeds`` and provenance.
+    All metric values are fractions. ``groups[i]`` holds the comparability fields of group ``i + 1``.
+    """
+
+    table: pd.DataFrame
+    sort: str
+    notes: list[str] = field(default_factory=list)
+    groups: list[dict[str, str]] = field(default_factory=list)
+
+    def metrics(self) -> list[str]:
+        """Metric columns of the table (means; each has a ``_std`` partner)."""
+        return [c[:-4] for c in self.table.columns if c.endswith("_std")]
+
+    def _shown(self) -> list[str]:
+        present = self.metrics()
+        return [m for m in SHOWN if m in present] + ([self.sort] if self.sort not in SHOWN else [])
+
+    def _cell(self, row: pd.Series, metric: str) -> str:
+        """``mean ± std`` (percent with 2 decimals for :data:`PERCENT_METRICS`, else 4 decimals)."""
+        mean, std = row[metric], row[f"{metric}_std"]
+        if pd.isna(mean):
+            return "–"
+        scale, digits = (100.0, 2) if metric in PERCENT_METRICS else (1.0, 4)
+        text = f"{scale * mean:.{digits}f}"
+        return text + (f" ± {scale * std:.{digits}f}" if pd.notna(std) else "")
+
+    def _header(self, metric: str) -> str:
+        return f"{metric} %" if metric in PERCENT_METRICS else metric
+
+    def _legend(self) -> str:
+        order = "lower is better" if self.sort in LOWER_IS_BETTER else (
+            "lower |value| is better" if self.sort in ABS_LOWER_IS_BETTER else "higher is better")
+        return (f"Ranked by {self.sort} ({order}) within each group of comparable rows. Columns marked % are "
+                "percentages (fractions × 100, 2 decimals); the others are raw values (4 decimals). "
+                "Values are mean ± sample std over seeds where n_seeds > 1.")
+
+    def _group_title(self, number: int) -> str:
+        fields = self.groups[number - 1]
+        described = ", ".join(f"{k}={v}" for k, v in fields.items() if v != "")
+        return f"Group {number}" + (f": {described}" if described else "")
+
+    def to_markdown(self) -> str:
+        """The leaderboard as README-ready markdown (one table per group, then the notes)."""
+        shown = self._shown()
+        lines = ["# smoothbench leaderboard", "", self._legend(), ""]
+        heads = ["rank", "name", "ensemble size", "seeds"] + [self._header(m) for m in shown]
+        for number, part in self.table.groupby("group", sort=True):
+            lines += [f"## {_md(self._group_title(int(number)))}", "", "| " + " | ".join(heads) + " |",
+                      "|" + "---|" * len(heads)]
+            for _, row in part.iterrows():
+                cells = [canonical(row["rank"]), _md(row["name"]), canonical(row["ensemble_size"]),
+                         canonical(row["n_seeds"])]
+                lines.append("| " + " | ".join(cells + [self._cell(row, m) for m in shown]) + " |")
+            lines.append("")
+        if self.notes:
+            lines += ["Notes:", ""] + [f"- {_md(note)}" for note in self.notes] + [""]
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """The whole table as CSV (fractions, full precision)."""
+        return self.table.to_csv(index=False)
+
+    def to_json(self) -> str:
+        """JSON: ``{"format", "sort", "notes", "groups", "models": [...]}`` with one object per row.
+
+        Each model object has RobustBench-like fields ``name, dataset, architecture, clean_acc,
+        corruptions_acc, corruptions_mce`` (fractions, not RobustBench's percent strings; ``null`` when
+        unknown) and ours: ``method, smoothing, ensemble_size, nll, ece, brier, seeds`` (number of seeds
+        averaged), ``group``, ``rank``, ``metrics`` (every mean and std) and ``provenance``.
+        """
+        models = []
+        for row in to_json_records(self.table):
+            metrics = {c: row.get(c) for m in self.metrics() for c in (m, f"{m}_std")}
+            models.append({
+                "name": row["name"], "dataset": row.get("dataset"), "architecture": row.get("arch"),
+                "clean_acc": row.get("acc"), "corruptions_acc": row.get("cAcc"), "corruptions_mce": row.get("mCE"),
+                "method": row.get("method"), "smoothing": row.get("smoothing"),
+                "ensemble_size": row.get("ensemble_size"),
+                "nll": row.get("nll"), "ece": row.get("ece"), "brier": row.get("brier"), "seeds": row.get("n_seeds"),
+                "group": row["group"], "rank": row["rank"], "metrics": metrics,
+                "provenance": {p: row.get(p) for p in PROVENANCE if p in row},
+            })
+        document = {"format": "smoothbench-leaderboard", "sort": self.sort, "notes": self.notes,
+                    "groups": self.groups, "models": models}
+        return json.dumps(document, indent=1, allow_nan=False) + "\n"
+
+    def to_html(self) -> str:
+        """One self-contained HTML page (inline CSS and a small inline script: click a header to sort)."""
+        shown = self._shown()
+        heads = ["rank", "name", "ensemble size", "seeds"] + [self._header(m) for m in shown] + ["provenance"]
+        body = ["<h1>smoothbench leaderboard</h1>", f"<p>{html.escape(self._legend())}</p>"]
+        for number, part in self.table.groupby("group", sort=True):
+            body.append(f"<h2>{html.escape(self._group_title(int(number)))}</h2>")
+            body.append('<table class="sortable"><thead><tr>'
+                        + "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in heads)
+                        + "</tr></thead><tbody>")
+            for _, row in part.iterrows():
+                cells = [(row[c], canonical(row[c])) for c in ("rank", "name", "ensemble_size", "n_seeds")]
+                cells += [(row[m], self._cell(row, m)) for m in shown]
+                provenance = "; ".join(f"{p}={canonical(row[p])}" for p in PROVENANCE if p in row and canonical(row[p]))
+                cells.append((provenance, provenance))
+                body.append("<tr>" + "".join(
+                    f'<td data-v="{html.escape(canonical(value))}">{html.escape(str(shown_text))}</td>'
+                    for value, shown_text in cells) + "</tr>")
+            body.append("</tbody></table>")
+        if self.notes:
+            body.append("<ul class=\"notes\">" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>")
+        return _PAGE.format(body="\n".join(body), script=_SORT_SCRIPT)
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the rendering chosen by the suffix (.md, .csv, .json, .html) atomically."""
+        renderers = {".md": self.to_markdown, ".csv": self.to_csv, ".json": self.to_json, ".html": self.to_html}
+        suffix = Path(path).suffix.lower()
+        if suffix not in renderers:
+            raise UserError(f"cannot render a leaderboard as {path}: use a .md, .csv, .json or .html file name")
+        with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(renderers[suffix]())
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>smoothbench leaderboard</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
+td:nth-child(2), td:last-child {{ text-align: left; }}
+td:last-child {{ color: #666; font-size: 0.85em; }}
+th {{ background: #f0f0f0; cursor: pointer; user-select: none; }}
+tbody tr:nth-child(even) {{ background: #fafafa; }}
+.notes {{ color: #844; }}
+</style></head>
+<body>
+{body}
+<script>{script}</script>
+</body></html>
+"""
+
+_SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0], col = th.cellIndex;
+    var up = th.dataset.dir !== "up";
+    th.dataset.dir = up ? "up" : "down";
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+      var nx = x === "" ? NaN : Number(x), ny = y === "" ? NaN : Number(y);
+      var order = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
+      return up ? order : -order;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def _md(text: Any) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _base_dataset(name: Any) -> str:
+    """``cifar10-c`` / ``cifar10-p`` → ``cifar10``: corrupted and perturbed sets join their clean dataset."""
+    text = canonical(name)
+    return text[:-2] if text.endswith(("-c", "-p")) else text
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]``, or an empty column where the rows do not have it."""
+    return frame[name] if name in frame.columns else pd.Series("", index=frame.index, dtype=object)
+
+
+def _subset_text(value: Any) -> str:
+    """``subset`` as a comparability value: ``full`` for the whole set (an empty subset column)."""
+    return canonical(value) or "full"
+
+
+def _keyed(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with a canonical join key ``_k`` over ``columns`` (missing columns count as empty)."""
+    frame = frame.copy()
+    frame["_k"] = ["\x1f".join(row_key(r, columns)) for r in frame.to_dict("records")]
+    return frame
+
+
+def _outer(left: pd.DataFrame | None, right: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Outer join on ``_k``; a column in both keeps the left value where it is known."""
+    if left is None or right is None:
+        return left if right is None else right
+    merged = left.merge(right, on="_k", how="outer", suffixes=("", "_r"), sort=False)
+    for column in right.columns:
+        if f"{column}_r" in merged.columns:
+            merged[column] = merged[column].astype(object).where(merged[column].notna(), merged[f"{column}_r"])
+            merged = merged.drop(columns=f"{column}_r")
+    return merged
+
+
+def _eval_part(rows: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
+    """Clean-evaluation rows on a test/val split, one per replicate."""
+    if rows.empty:
+        return None
+    if "split" in rows.columns:
+        split = rows["split"].map(canonical).str.lower()
+        dropped = rows[~split.isin(_EVAL_SPLITS)]
+        if len(dropped):
+            notes.append(f"{len(dropped)} evaluation row(s) on split={', '.join(sorted(set(dropped['split'])))} "
+                         "ignored (only test/val splits are ranked)")
+        rows = rows[split.isin(_EVAL_SPLITS)]
+    rows = rows.drop(columns=[c for c in ("source",) + _CORRUPTION_SIDE if c in rows.columns])
+    rows = rows.assign(dataset=_column(rows, "dataset").map(_base_dataset),
+                       subset=_column(rows, "subset").map(_subset_text))
+    rows = _keyed(rows, _JOIN + ("subset",) + _ECE).drop_duplicates("_k", keep="last")
+    return _keyed(rows, _JOIN + _ECE)
+
+
+def _corruption_part(rows: pd.DataFrame, baseline: pd.DataFrame | None,
+                     corruptions: str | Sequence[str], notes: list[str]) -> pd.DataFrame | None:
+    """Corruption summaries (:func:`summarize_corruptions`), one per replicate and source."""
+    if rows.empty:
+        return None
+    summary = summarize_corruptions(rows, baseline, corruptions=corruptions)
+    if baseline is None:
+        notes.append("mCE omitted: no corruption baseline given")
+    summary = summary.assign(dataset=_column(summary, "dataset").map(_base_dataset),
+                             c_subset=_column(summary, "subset").map(_subset_text),
+                             c_n_images=_column(summary, "n_images"))
+    clean_side = ("subset", "n_images", "data_fingerprint")  # the sweep's clean rows: not the clean evaluation
+    keep = [c for c in summary.columns if c not in clean_side and c in CORRUPTION_METRICS + _JOIN + CONFIG
+            + COMPARABILITY + ("members", "mc_samples", "smoothbench_version", "baseline")]
+    return _keyed(summary[keep], _JOIN + _ECE)
+
+
+def _consistency_part(rows: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
+    """Consistency rows averaged per replicate: mc-size metrics, and perturbation metrics over perturbations."""
+    if rows.empty:
+        return None
+    rows = rows.assign(dataset=_column(rows, "dataset").map(_base_dataset))
+    kinds = rows["kind"].map(canonical)
+    parts = []
+    for kind, metrics in (("mc-size", MC_SIZE_METRICS), ("perturbation", PERTURBATION_METRICS)):
+        mine = _keyed(rows[kinds == kind], _JOIN)
+        present = [m for m in metrics if m in mine.columns]
+        if mine.empty or not present:
+            continue
+        grouped = mine.groupby("_k", sort=False)
+        part = grouped[present].mean()
+        firsts = grouped[[c for c in _JOIN + CONFIG + ("smoothbench_version",) if c in mine.columns]].first()
+        parts.append(firsts.join(part).reset_index())
+    other = sorted(set(kinds) - {"mc-size", "perturbation"})
+    if other:
+        notes.append(f"consistency rows of kind {', '.join(other)} ignored (known kinds: mc-size, perturbation)")
+    merged = None
+    for part in parts:
+        merged = _outer(merged, part)
+    return merged
+
+
+def _config_name(row: pd.Series) -> str:
+    """A readable configuration name for rows of several differently named runs."""
+    parts = (canonical(row.get(k)) for k in ("arch", "method", "smoothing"))
+    head = "-".join(t for t in parts if t and t != "none")
+    smoothed = canonical(row.get("smoothing")) not in ("", "none")
+    shown = ("blur", "tau", "dropout_rate", "width") if smoothed else ("dropout_rate", "width")
+    extras = ", ".join(f"{k}={canonical(row.get(k))}" for k in shown if canonical(row.get(k)))
+    return head + (f" ({extras})" if extras else "")
+
+
+def _configuration(row: dict[str, Any], head: Sequence[str]) -> str:
+    """Key of a row's configuration: ``head`` columns plus :data:`CONFIG` (or the model name without arch)."""
+    return "\x1f".join(row_key(row, tuple(head) + (CONFIG if canonical(row.get("arch")) else ("model",))))
+
+
+def _select_sizes(replicates: pd.DataFrame, ensemble_size: int | Sequence[int] | str | None) -> pd.DataFrame:
+    """Rows at the requested ensemble size(s): ``None`` = each configuration's largest, ``"all"`` = every size."""
+    sizes = pd.to_numeric(replicates["ensemble_size"], errors="coerce")
+    if ensemble_size is None:
+        return replicates[sizes.fillna(0) == sizes.fillna(0).groupby(replicates["_family"]).transform("max")]
+    if isinstance(ensemble_size, str):
+        if ensemble_size != "all":
+            raise UserError(f"ensemble size must be a number, a list of numbers or 'all', got {ensemble_size!r}")
+        return replicates
+    wanted = [ensemble_size] if isinstance(ensemble_size, (int, np.integer)) else list(ensemble_size)
+    chosen = replicates[sizes.isin(wanted)]
+    if chosen.empty:
+        raise UserError(f"no rows at ensemble size {', '.join(map(str, wanted))}; the results have "
+                        f"{', '.join(map(str, sorted(sizes.dropna().unique())))}")
+    return chosen
+
+
+def _aggregate(replicates: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Average the seeds / checkpoints of each (comparability group, configuration) pair."""
+    records = []
+    for (group, _), frame in replicates.groupby(["_group", "_config"], sort=False):
+        first = frame.iloc[0]
+        names = list(dict.fromkeys(frame["model"].map(canonical))) if "model" in frame.columns else []
+        record: dict[str, Any] = {"group": group, "name": names[0] if len(names) == 1 else _config_name(first),
+                                  "n_seeds": len(frame)}
+        for column in ("dataset", "ensemble_size", "members", "mc_samples") + CONFIG:
+            if column in frame.columns:
+                record[column] = first[column]
+        for metric in metrics:
+            values = pd.to_numeric(frame[metric], errors="coerce")
+            record[metric] = float(values.mean())
+            record[f"{metric}_std"] = float(values.std(ddof=1)) if values.notna().sum() > 1 else math.nan
+        for column in PROVENANCE:
+            if column in frame.columns:
+                values = [v for v in dict.fromkeys(frame[column].map(canonical)) if v]
+                record[column] = ",".join(values)
+        if "baseline" in frame.columns:
+            record["baseline"] = ",".join(v for v in dict.fromkeys(frame["baseline"].map(canonical)) if v)
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def _rank(table: pd.DataFrame, sort: str) -> pd.Series:
+    """Rank 1 = best within each group by ``sort`` (ties share the best rank; NaN is unranked)."""
+    values = table[sort].abs() if sort in ABS_LOWER_IS_BETTER else table[sort]
+    ascending = sort in LOWER_IS_BETTER or sort in ABS_LOWER_IS_BETTER
+    return values.groupby(table["group"]).rank(method="min", ascending=ascending).astype("Int64")
+
+
+def _compatible(a: dict[str, str], b: dict[str, str], fields: Sequence[str] = COMPARABILITY) -> bool:
+    """Comparable unless a field differs; an empty (unmeasured) field differs from nothing."""
+    return all(a[f] == b[f] or "" in (a[f], b[f]) for f in fields)
+
+
+def _assign_groups(comps: list[str], sizes: dict[str, int]) -> tuple[dict[str, int], list[dict[str, str]]]:
+    """Comparability groups: the most frequent (then the most fully measured) field values first, then each
+    further set joins the first group it is :func:`_compatible` with (filling that group's unknown fields)
+    or opens a new one."""
+    groups: list[dict[str, str]] = []
+    number: dict[str, int] = {}
+    for comp in sorted(comps, key=lambda c: (-sizes[c], c.split("\x1f").count(""), comps.index(c))):
+        fields = dict(zip(COMPARABILITY, comp.split("\x1f")))
+        match = next((i for i, g in enumerate(groups) if _compatible(g, fields)), None)
+        if match is None:
+            groups.append(fields)
+            match = len(groups) - 1
+        groups[match] = {f: groups[match][f] or fields[f] for f in COMPARABILITY}
+        number[comp] = match + 1
+    return number, groups
+
+
+def _shown_value(value: str) -> str:
+    return value if value != "" else "none"
+
+
+def _group_notes(groups: list[dict[str, str]], counts: list[int]) -> list[str]:
+    """Why the rows of groups 2, 3, ... were ranked separately from group 1."""
+    notes = []
+    for number, (fields, count) in enumerate(zip(groups[1:], counts[1:]), start=2):
+        reasons = ", ".join(f"{f}={_shown_value(fields[f])} (group 1: {_shown_value(groups[0][f])})"
+                            for f in COMPARABILITY if not _compatible({f: fields[f]}, {f: groups[0][f]}, (f,)))
+        notes.append(f"{count} row(s) use {reasons}; ranked separately as group {number}")
+    return notes
+
+
+def _values(groups: list[dict[str, str]], field: str) -> list[str]:
+    """The distinct measured values of ``field`` over ``groups``."""
+    return sorted({g[field] for g in groups} - {""})
+
+
+def _merged_fields(groups: list[dict[str, str]]) -> dict[str, str]:
+    """The fields of several groups ranked as one: the common value, else ``mixed``."""
+    merged = {}
+    for f in COMPARABILITY:
+        values = _values(groups, f)
+        merged[f] = values[0] if len(values) == 1 else ("mixed" if values else "")
+    return merged
+
+
+def _mixed_notes(groups: list[dict[str, str]]) -> list[str]:
+    """With ``allow_mixed``: which comparability fields differ among the rows ranked together."""
+    return [f"rows differ in {f} ({', '.join(map(_shown_value, _values(groups, f)))}); ranked together because "
+            "allow_mixed" for f in COMPARABILITY if len(_values(groups, f)) > 1]
+
+
+def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int | Sequence[int] | str | None = None,
+                      allow_mixed: bool = False, baseline: pd.DataFrame | None = None,
+                      corruptions: str | Sequence[str] = "common") -> Leaderboard:
+    """Rank the runs in ``df`` (rows from :func:`smoothbench.results.read_results`).
+
+    Per configuration and ensemble size (``ensemble_size``: one size, a list, ``"all"``, or ``None`` = each
+    configuration's largest size; deep ensembles count as the same configuration as their members):
+    clean metrics from evaluation rows (test/val splits), ``cAcc/cNLL/cECE/cBrier`` from corruption rows
+    (:func:`smoothbench.results.summarize_corruptions` over ``corruptions``; ``mCE``, ``relative_mCE``,
+    ``mCNLL``, ``mCECE`` only with a ``baseline``), ``agreement`` etc. from ``mc-size`` consistency rows at
+    that size and ``consistency`` / ``flip_prob`` etc. averaged over ``perturbation`` rows. The kinds are
+    joined per run on (model, checkpoint, dataset without ``-c``/``-p``, ensemble size, seed; eval and
+    corruption rows also on ece_mode and ece_bins), so run ``eval``, ``corrupt`` and ``consistency`` with
+    the same ``--seed``. Runs of one configuration that
+    differ in seed or checkpoint are averaged (mean, sample std, ``n_seeds``). Rows that differ in a
+    :data:`COMPARABILITY` column are ranked in separate groups (group 1 = the largest) with a note for
+    each, unless ``allow_mixed``. ``sort`` is any metric column; its direction comes from
+    :data:`LOWER_IS_BETTER` (``ece_signed`` by absolute value; the rest higher is better).
+    """
+    if df.empty or "model" not in df.columns:
+        raise UserError("no result rows to rank; give smoothbench result files (eval, corrupt, consistency)")
+    notes: list[str] = []
+    is_consistency = df["kind"].notna() if "kind" in df.columns else pd.Series(False, index=df.index)
+    is_corruption = ~is_consistency
+    for column in ("corruption", "severity"):
+        is_corruption &= df[column].notna() if column in df.columns else False
+    parts = [_eval_part(df[~is_consistency & ~is_corruption], notes),
+             _corruption_part(df[is_corruption], baseline, corruptions, notes),
+             _consistency_part(df[is_consistency], notes)]
+    replicates = _outer(parts[0], parts[1])  # joined on the run and its ECE settings
+    if parts[2] is not None:  # consistency has no ECE settings: joined on the run only
+        replicates = _outer(None if replicates is None else _keyed(replicates, _JOIN), parts[2])
+    metrics = [m for m in METRIC_COLUMNS + CORRUPTION_METRICS + MC_SIZE_METRICS + PERTURBATION_METRICS
+               if replicates is not None and m in replicates.columns]
+    if not metrics:
+        raise UserError("the rows have no metric columns; give smoothbench result files (eval, corrupt, consistency)")
+    if sort not in metrics:
+        raise UserError(f"cannot sort by {sort!r}: the results have {', '.join(metrics)}")
+    replicates = replicates.copy()
+    replicates["_family"] = [_configuration(r, ("dataset",)) for r in replicates.to_dict("records")]
+    replicates = _select_sizes(replicates, ensemble_size)
+    replicates["_comp"] = ["\x1f".join(row_key(r, COMPARABILITY)) for r in replicates.to_dict("records")]
+    replicates["_config"] = [_configuration(r, ("dataset", "ensemble_size", "members", "mc_samples"))
+                             for r in replicates.to_dict("records")]
+    comps = list(dict.fromkeys(replicates["_comp"]))
+    number, groups = _assign_groups(comps, replicates["_comp"].value_counts().to_dict())
+    replicates["_group"] = replicates["_comp"].map(number)
+    table = _aggregate(replicates, metrics)
+    if allow_mixed:
+        notes += _mixed_notes(groups)
+        groups = [_merged_fields(groups)]
+        table["group"] = 1
+    else:
+        counts = table["group"].value_counts()
+        notes += _group_notes(groups, [int(counts.get(i + 1, 0)) for i in range(len(groups))])
+    table["ensemble_size"] = pd.to_numeric(table["ensemble_size"], errors="coerce").astype("Int64")
+    table["rank"] = _rank(table, sort)
+    table = table.sort_values(["group", "rank"], na_position="last", kind="stable")
+    front = ["group", "rank", "name", "dataset", "ensemble_size", "members", "mc_samples", "n_seeds", *CONFIG]
+    metric_columns = [c for m in metrics for c in (m, f"{m}_std")]
+    columns = [c for c in front + metric_columns + list(PROVENANCE) + ["baseline"] if c in table.columns]
+    return Leaderboard(table[columns].reset_index(drop=True), sort, notes, groups)
