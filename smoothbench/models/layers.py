@@ -1,0 +1,228 @@
+"""Building blocks shared by every family: bias-free convolutions, blurs, spatial smoothing, MC dropout.
+
+Spatial smoothing (Park & Kim 2022, paper.md §1.1) is ``blur(ReLU(τ·tanh(x/τ)))`` with τ = 10 and, in the
+paper's code, a 2x2 box blur ``AvgPool2d(2, stride=1, padding=1)`` that grows the map from H to H+1.
+None of these layers owns a parameter, so smoothing never changes a model's parameter count.
+
+MC dropout masks can be drawn from a counter-based hash instead of torch's RNG: the mask of element ``e``
+of MC-dropout layer ``l`` for batch row ``r`` is a pure function of ``(row_keys[r], l, e)``, so a sample is
+identical whatever the batch size, its position in the batch, the chunking or the device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from smoothbench.models.spec import ModelSpec
+
+RELU6_CAP = 6.0  # upper clamp of the "relu6-blur" smoothing (paper's ReLuBlurBlock, temp=6)
+
+_MASK32 = 0xFFFFFFFF
+_GOLDEN32 = 0x9E3779B1  # odd, so e -> e * _GOLDEN32 mod 2^32 is a bijection
+_LANE_A, _LANE_B = 0x243F6A88, 0x85A308D3  # two independent 32-bit hash lanes (hex digits of pi)
+_CHUNK_ELEMENTS = 1 << 25  # bound on the int64 temporaries of one mask chunk (256 MiB each)
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+         groups: int = 1) -> nn.Conv2d:
+    """A bias-free convolution, as every convolution of the paper's code (``layers.convnxn``)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, groups=groups,
+                     bias=False)
+
+
+class SameBox2(nn.Module):
+    """Size-preserving 2x2 box blur: replicate-pad one row/column right and bottom, then average 2x2.
+
+    ``y[i, j] = (x[i, j] + x[i, j+1] + x[i+1, j] + x[i+1, j+1]) / 4`` with out-of-range indices clamped to
+    the last row/column. The paper's ``SamePad`` pads floor((n-1)/2)=0 left/top and ceil((n-1)/2)=1
+    right/bottom for n=2; we pick its replicate mode (the default of its ``Blur`` class) so that the
+    border is not dimmed as zero padding would.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), kernel_size=2, stride=1)
+
+
+class Binomial3(nn.Module):
+    """Size-preserving 3x3 binomial blur: depthwise conv with k = f fᵀ / 16, f = (1, 2, 1), replicate pad 1.
+
+    The kernel is a non-persistent buffer, not a parameter: parameter counts and state-dict keys are the
+    same as without the blur, and it follows the module across devices and dtypes. (The paper's ``Blur``
+    with ``sfilter=(1, 2, 1)`` zero-pads under ``TanhBlurBlock``'s default pad mode; we replicate, as for
+    ``box2-same``, so the border is not dimmed.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        f = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (torch.outer(f, f) / 16.0).view(1, 1, 3, 3), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        weight = self.kernel.to(x.dtype).expand(channels, 1, 3, 3)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=channels)
+
+
+def make_blur(kind: str) -> nn.Module:
+    """The blur named by ``spec.blur``.
+
+    - ``box2-pad1``: ``AvgPool2d(2, stride=1, padding=1)`` with ``count_include_pad=True`` (paper's code):
+      H -> H+1, every output is the sum of its 2x2 window divided by 4 (zeros outside), so a corner is x/4.
+    - ``box2-same``: :class:`SameBox2` (H -> H).
+    - ``binomial3``: :class:`Binomial3` (H -> H).
+    """
+    if kind == "box2-pad1":
+        return nn.AvgPool2d(kernel_size=2, stride=1, padding=1)
+    if kind == "box2-same":
+        return SameBox2()
+    if kind == "binomial3":
+        return Binomial3()
+    raise ValueError(f"unknown blur {kind!r}")
+
+
+class Smoothing(nn.Module):
+    """One spatial-smoothing layer (the paper's ``TanhBlurBlock`` and its variants).
+
+    - ``tanh-blur``: ``blur(ReLU(τ·tanh(x/τ)))`` — τ bounds activations softly before blurring.
+    - ``blur``: ``blur(x)`` (the paper's "or simply AvgPool" variant).
+    - ``relu6-blur``: ``blur(clamp(x, 0, 6))`` (τ is not used).
+    The blur submodule is named ``blur`` as in the paper's code.
+    """
+
+    def __init__(self, kind: str, blur: str, tau: float) -> None:
+        super().__init__()
+        if kind not in ("tanh-blur", "blur", "relu6-blur"):
+            raise ValueError(f"unknown smoothing {kind!r}")
+        self.kind = kind
+        self.tau = float(tau)
+        self.blur = make_blur(blur)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.kind == "tanh-blur":
+            x = F.relu(self.tau * torch.tanh(x / self.tau))
+        elif self.kind == "relu6-blur":
+            x = torch.clamp(x, 0.0, RELU6_CAP)
+        return self.blur(x)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, tau={self.tau:g}"
+
+
+def make_smoothing(spec: ModelSpec) -> nn.Sequential:
+    """A smoothing slot: ``Sequential(Smoothing)``, or an empty Sequential for ``smoothing="none"``.
+
+    A slot is a Sequential so module paths are ``smooth<k>.0.blur`` as in the paper's code.
+    """
+    if spec.smoothing == "none":
+        return nn.Sequential()
+    return nn.Sequential(Smoothing(spec.smoothing, spec.blur, spec.tau))
+
+
+def _fmix32_(h: Tensor) -> Tensor:
+    """MurmurHash3's 32-bit finaliser, in place on an int64 tensor holding values in [0, 2^32) (a bijection).
+
+    Products may wrap in int64; masking to the low 32 bits right after keeps the result exact. In-place
+    ops with one scratch tensor make it ~5x faster on CPU than the allocating form.
+    """
+    tmp = torch.empty_like(h)
+    torch.bitwise_right_shift(h, 16, out=tmp)
+    h.bitwise_xor_(tmp).mul_(0x85EBCA6B).bitwise_and_(_MASK32)
+    torch.bitwise_right_shift(h, 13, out=tmp)
+    h.bitwise_xor_(tmp).mul_(0xC2B2AE35).bitwise_and_(_MASK32)
+    torch.bitwise_right_shift(h, 16, out=tmp)
+    return h.bitwise_xor_(tmp)
+
+
+def _absorb(h: Tensor, value: Tensor) -> Tensor:
+    """Mix a 64-bit integer into a 32-bit lane: two bijective rounds, low then high word."""
+    h = _fmix32_(h ^ (value & _MASK32))
+    return _fmix32_(h ^ ((value >> 32) & _MASK32))
+
+
+def mc_row_keys(seed: int, image_ids: Tensor, sample_ids: Tensor) -> Tensor:
+    """One int64 key per batch row from ``(seed, image id, MC sample id)`` (broadcast together).
+
+    Two 32-bit lanes each absorb seed, image id and sample id through MurmurHash3 finalisers; the key is
+    ``(laneA mod 2^31) << 32 | laneB`` (63 bits, non-negative). For a fixed seed and image, distinct sample
+    ids (< 2^32) always give distinct lanes, because every absorb step is a bijection of the lane.
+    """
+    image_ids = torch.as_tensor(image_ids, dtype=torch.int64)
+    sample_ids = torch.as_tensor(sample_ids, dtype=torch.int64, device=image_ids.device)
+    image_ids, sample_ids = torch.broadcast_tensors(image_ids, sample_ids)
+    seed_t = torch.tensor(int(seed), dtype=torch.int64, device=image_ids.device)
+    lanes = []
+    for lane in (_LANE_A, _LANE_B):
+        h = _absorb(torch.full_like(image_ids, lane), seed_t)
+        h = _absorb(h, image_ids)
+        lanes.append(_absorb(h, sample_ids))
+    return ((lanes[0] & 0x7FFFFFFF) << 32) | lanes[1]
+
+
+def keyed_keep_mask(row_keys: Tensor, layer_id: int, numel: int, p: float) -> Tensor:
+    """Bool keep-mask ``[B, numel]``: element ``e`` of row ``r`` is kept iff ``u(key_r, layer_id, e) >= p``.
+
+    Each row's two key words are mixed with the layer id into per-row seeds ``(sa, sb)``; then
+    ``h = fmix32(fmix32(e·φ mod 2^32 ⊕ sa) ⊕ sb)`` is a uniform 32-bit integer and ``u = h / 2^32``
+    (compared as integers: keep iff ``h >= round(p·2^32)``). Vectorised over ``[rows, numel]`` with torch
+    integer ops on the keys' device; rows are processed in chunks to bound the int64 temporaries.
+    """
+    device = row_keys.device
+    layer = torch.tensor(int(layer_id), dtype=torch.int64, device=device)
+    sa = _fmix32_(((row_keys >> 32) & _MASK32) ^ _fmix32_(layer ^ _LANE_A))
+    sb = _fmix32_((row_keys & _MASK32) ^ _fmix32_(layer ^ _LANE_B))
+    counters = (torch.arange(numel, dtype=torch.int64, device=device) * _GOLDEN32) & _MASK32
+    threshold = min(int(round(p * 2.0**32)), 1 << 32)
+    keep = torch.empty((row_keys.shape[0], numel), dtype=torch.bool, device=device)
+    step = max(1, _CHUNK_ELEMENTS // max(numel, 1))
+    for start in range(0, row_keys.shape[0], step):
+        rows = slice(start, start + step)
+        h = _fmix32_(counters.unsqueeze(0) ^ sa[rows].unsqueeze(1))
+        h = _fmix32_(h.bitwise_xor_(sb[rows].unsqueeze(1)))
+        keep[rows] = h >= threshold
+    return keep
+
+
+class MCDropout(nn.Module):
+    """Element-wise dropout that can stay on at test time (MC dropout), with reproducible masks.
+
+    - ``train()`` mode: ordinary dropout, ``F.dropout(x, p, training=True)``.
+    - eval mode, MC off (default): identity.
+    - eval mode, MC on, no keys: ``F.dropout(x, p, training=True)`` (torch's RNG).
+    - eval mode, MC on, ``row_keys`` set: ``x · keep / (1 − p)`` with ``keep`` from
+      :func:`keyed_keep_mask` ``(row_keys, layer_id, e)``, ``e`` the flat (C, H, W) index of the element.
+    ``layer_id`` is assigned by ``create_model`` (order of appearance); ``mc_enabled`` and ``row_keys`` are
+    set through :class:`smoothbench.models.base.Classifier`.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.layer_id = 0
+        self.mc_enabled = False
+        self.row_keys: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            return F.dropout(x, self.p, training=True)
+        if not self.mc_enabled or self.p == 0.0:
+            return x
+        if self.row_keys is None:
+            return F.dropout(x, self.p, training=True)
+        keys = self.row_keys.to(x.device)
+        if keys.shape[0] != x.shape[0]:
+            raise ValueError(f"MC row keys cover {keys.shape[0]} rows but the batch has {x.shape[0]}; "
+                             "call set_mc_keys for each batch")
+        keep = keyed_keep_mask(keys, self.layer_id, x[0].numel(), self.p).view(x.shape)
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:g}, layer_id={self.layer_id}"
+
+
+def make_dropout(spec: ModelSpec) -> nn.Module:
+    """An MC-dropout slot: :class:`MCDropout` for ``mcdo`` models, ``nn.Identity`` for ``dnn`` ones."""
+    return MCDropout(spec.dropout_rate or 0.0) if spec.method == "mcdo" else nn.Identity()
