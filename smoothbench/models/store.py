@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,19 @@ def torch_load_safely(path: str | os.PathLike, what: str = "file") -> Any:
     """``torch.load(weights_only=True)`` on CPU; anything that needs more is refused with a clear line."""
     import torch
 
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # zip (torch >= 1.6) or a legacy pickle
+        raise UserError(f"{path} is not a readable {what} (not a torch file)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise UserError(f"{path} is not a plain-weights {what} (refused: it asks to run code): {str(err).splitlines()[0]}") from None
+        needed = re.search(r"GLOBAL (\S+)", str(err))
+        if needed is None:
+            raise UserError(f"{path} is not a readable {what} (truncated or corrupt torch file)") from None
+        raise UserError(f"{path} is not a plain-weights {what}: refused, loading it would run code ({needed.group(1)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise UserError(f"{path} is not a readable {what} (truncated or not a torch file): {str(err).splitlines()[0]}") from None
+        raise UserError(f"{path} is not a readable {what} (truncated or corrupt: {str(err).split('.')[0]})") from None
 
 
 def load_model_file(path: str | os.PathLike):
