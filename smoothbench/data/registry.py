@@ -1,0 +1,63 @@
+"""``get_dataset``: one entry point from a dataset name to an image source."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from smoothbench.data.cifar import CIFAR, load_cifar
+from smoothbench.data.download import Progress
+from smoothbench.data.imagenet import ImageFolderSource
+from smoothbench.data.info import DATASETS, SPLITS
+from smoothbench.data.resident import ResidentImages
+from smoothbench.data.synthetic import default_synthetic
+from smoothbench.errors import UserError
+
+IMAGENET_FOLDERS = {"train": "train", "test": "val"}
+
+
+def get_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    split: str,
+    *,
+    download: bool = False,
+    subset: int | None = None,
+    seed: int = 0,
+    workers: int = 4,
+    progress: Progress | None = None,
+) -> ResidentImages | ImageFolderSource:
+    """The ``split`` (``"train"`` or ``"test"``; ``"val"`` is an alias of ``"test"``) of dataset ``name``.
+
+    - ``cifar10`` / ``cifar100``: ``data_dir/cifar-10-batches-py`` / ``data_dir/cifar-100-python``
+      (official python folders); ``download`` fetches the official archive when files are missing.
+    - ``imagenet``: ``data_dir/train`` and ``data_dir/val`` ImageFolders with WNID folders, decoded by
+      ``workers`` DataLoader processes.
+    - ``synthetic``: generated in memory from a fixed seed, once per process (``data_dir`` is ignored);
+      ``seed`` only picks training subsets.
+
+    ``subset=N`` keeps a class-balanced random sample of N images (drawn from ``seed``, original order)
+    of the training split, or the first N images of the test split.
+    """
+    if name not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    split = "test" if split == "val" else split
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}: use train or test")
+    if name != "synthetic" and data_dir is None:
+        raise UserError(f"{name} needs a data folder: pass --data-dir (see data/README.md)")
+    if name in CIFAR:
+        source = load_cifar(name, data_dir, split, download=download, progress=progress)
+    elif name == "imagenet":
+        folder = Path(data_dir) / IMAGENET_FOLDERS[split]
+        if not folder.is_dir():
+            raise UserError(
+                f"ImageNet folder {folder} not found; --download covers CIFAR only: put the ImageNet train/ and val/ "
+                f"WNID folders under {data_dir} (see data/README.md)"
+            )
+        source = ImageFolderSource(name, split, folder, workers=workers)
+    else:
+        source = default_synthetic(split)
+    if subset is None:
+        return source
+    return source.stratified(subset, seed) if split == "train" else source.first(subset)
