@@ -1,0 +1,185 @@
+"""Throughput of ``smoothbench.corruptions.corrupt``: images/s per corruption and for all 19.
+
+    python benchmarks/corrupt_throughput.py [--threads 1] [--device cpu] [--n32 2000] [--n224 16]
+        [--severities 3,5] [--ic-python /tmp/refenv/bin/python]
+        [--reference-dir PATH/robustness --reference-python /tmp/refenv/bin/python --n-reference 200]
+
+Random-pixel images (as in the reference timings of peers.md section 4): ``--n32`` 32x32 images with
+the CIFAR table, ``--n224`` 224x224 images with the ImageNet table. Printed per corruption: images/s
+and ms/image; then totals for all 19 (and the 15 common) against the reference scripts measured on
+one core of a 2-core VM (peers.md: make_cifar_c.py 23.4 ms/img at severity 3, 34.9 at severity 5;
+make_imagenet_c.py 1.43 s/img at severity 3); with ``--reference-dir``/``--reference-python``, against
+the reference functions timed here, on the same machine and images, by CPU time of one process (the
+fair measure on a shared machine; see parity_reference.py for how they are loaded); and with
+``--ic-python`` (an interpreter where ``imagecorruptions`` is installed), against imagecorruptions on
+the same images (ImageNet parameters; corruptions that fail there are reported as such). The projection for full CIFAR-10-C (19 x 5 x 10,000)
+uses the measured 32-px rates of the severities timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_MS_32 = {3: 23.4, 5: 34.9}  # make_cifar_c.py, all 19, one core (peers.md section 4)
+REFERENCE_MS_224 = {3: 1430.0}  # make_imagenet_c.py functions, all 19, severity 3
+
+_IC_WORKER = r"""
+import json, sys, time, numpy as np
+from imagecorruptions import corrupt, get_corruption_names
+spec = json.load(open(sys.argv[1]))
+imgs = np.load(spec["images"])
+out = {}
+for name in get_corruption_names("all"):
+    for sev in spec["severities"]:
+        try:
+            corrupt(imgs[0], corruption_name=name, severity=sev)  # warm-up (numba JIT)
+            t = time.perf_counter()
+            for img in imgs:
+                corrupt(img, corruption_name=name, severity=sev)
+            out[f"{name}/{sev}"] = (time.perf_counter() - t) / len(imgs) * 1000
+        except Exception as exc:
+            out[f"{name}/{sev}"] = f"fails: {type(exc).__name__}"
+json.dump(out, open(spec["out"], "w"))
+"""
+
+
+def _time_ours(images: np.ndarray, table: str, severities: list[int], device: str, frost_dir: str | None) -> tuple[dict, dict]:
+    """Wall-clock and CPU (process) milliseconds per image for every corruption and severity."""
+    from smoothbench.corruptions import corrupt, names
+
+    times, cpu = {}, {}
+    for name in names("all"):
+        for sev in severities:
+            corrupt(images[:2], name, sev, params=table, device=device, frost_dir=frost_dir)  # warm caches
+            t, c = time.perf_counter(), time.process_time()
+            corrupt(images, name, sev, params=table, device=device, frost_dir=frost_dir)
+            if device.startswith("cuda"):
+                import torch
+
+                torch.cuda.synchronize()
+            times[f"{name}/{sev}"] = (time.perf_counter() - t) / len(images) * 1000
+            cpu[f"{name}/{sev}"] = (time.process_time() - c) / len(images) * 1000
+    return times, cpu
+
+
+def _time_ic(python: str, images: np.ndarray, severities: list[int]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(os.path.join(tmp, "imgs.npy"), images)
+        spec = {"images": os.path.join(tmp, "imgs.npy"), "severities": severities, "out": os.path.join(tmp, "out.json")}
+        Path(tmp, "spec.json").write_text(json.dumps(spec))
+        Path(tmp, "worker.py").write_text(_IC_WORKER)
+        subprocess.run([python, os.path.join(tmp, "worker.py"), os.path.join(tmp, "spec.json")], check=True)
+        return json.loads(Path(spec["out"]).read_text())
+
+
+def _time_reference(args, images: np.ndarray, table: str, severities: list[int]) -> dict:
+    """Per-corruption CPU ms/image of the reference functions on this machine; summed as ``total/<sev>``."""
+    from parity_reference import reference_cpu_ms
+
+    from smoothbench.corruptions import names
+
+    jobs = [(table, name, s, 0) for name in names("all") for s in severities]
+    times = reference_cpu_ms(args.reference_python, args.reference_dir, {table: images}, jobs)
+    return {f"{name}/{s}": times[f"{table}/{name}/{s}/0"] for name in names("all") for s in severities}
+
+
+def _report(title: str, wall: dict, cpu: dict, severities: list[int], n: int, ic: dict | None, reference: dict,
+            measured_ref: dict | None = None) -> dict:
+    """Print per-corruption rates and totals; ratios use CPU time (fair on a shared machine) and wall time."""
+    from smoothbench.corruptions import names
+
+    print(f"\n== {title}: {n} images per call; ms/img as wall-clock and CPU (process) time")
+    print(f"{'corruption':18}" + "".join(f" | s{s} img/s  wall ms   cpu ms" + (" ref cpu  ratio" if measured_ref else "")
+                                         + ("  IC ms  IC/cpu" if ic else "") for s in severities))
+    totals = {}
+    for name in names("all"):
+        line = f"{name:18}"
+        for s in severities:
+            w, c = wall[f"{name}/{s}"], cpu[f"{name}/{s}"]
+            line += f" | {1000 / w:8.0f} {w:8.3f} {c:8.3f}"
+            if measured_ref:
+                r = measured_ref[f"{name}/{s}"]
+                line += f" {r:7.2f} {r / c:5.0f}x"
+            if ic:
+                v = ic.get(f"{name}/{s}")
+                line += f" {v:7.2f} {v / c:6.1f}x" if isinstance(v, float) else f" {'fails':>7} {'':7}"
+        print(line)
+    for s in severities:
+        tot = {k: sum(d[f"{n_}/{s}"] for n_ in names(subset)) for k, d, subset in
+               [("all19_wall_ms", wall, "all"), ("all19_cpu_ms", cpu, "all"), ("common15_wall_ms", wall, "common"),
+                ("common15_cpu_ms", cpu, "common")]}
+        totals[s] = tot
+        msg = (f"severity {s}: all 19 = {tot['all19_wall_ms']:.3f} ms/img wall, {tot['all19_cpu_ms']:.3f} ms/img CPU; "
+               f"15 common = {tot['common15_wall_ms']:.3f} wall, {tot['common15_cpu_ms']:.3f} CPU")
+        if s in reference:
+            msg += (f"\n   reference (peers.md, one core, unloaded) {reference[s]} ms/img: {reference[s] / tot['all19_cpu_ms']:.1f}x faster by CPU time, "
+                    f"{reference[s] / tot['all19_wall_ms']:.1f}x by wall time")
+        if measured_ref:
+            ref_all = sum(measured_ref[f"{n_}/{s}"] for n_ in names("all"))
+            ref_common = sum(measured_ref[f"{n_}/{s}"] for n_ in names("common"))
+            tot.update(reference_all19_cpu_ms=ref_all, reference_common15_cpu_ms=ref_common)
+            msg += (f"\n   reference measured here (CPU time): all 19 {ref_all:.2f} ms/img -> {ref_all / tot['all19_cpu_ms']:.1f}x; "
+                    f"15 common {ref_common:.2f} ms/img -> {ref_common / tot['common15_cpu_ms']:.1f}x")
+        if ic:
+            ok = [n_ for n_ in names("all") if isinstance(ic.get(f"{n_}/{s}"), float)]
+            ic_sum, our_sum = sum(ic[f"{n_}/{s}"] for n_ in ok), sum(cpu[f"{n_}/{s}"] for n_ in ok)
+            msg += f"\n   imagecorruptions (wall, one process) on its {len(ok)} working corruptions: {ic_sum:.2f} vs ours {our_sum:.3f} CPU ms/img -> {ic_sum / our_sum:.1f}x"
+        print(msg)
+    return totals
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--n32", type=int, default=2000)
+    ap.add_argument("--n224", type=int, default=16)
+    ap.add_argument("--severities", default="3,5")
+    ap.add_argument("--frost-dir", default=os.environ.get("SMOOTHBENCH_FROST_DIR"))
+    ap.add_argument("--ic-python", help="interpreter with imagecorruptions installed (optional)")
+    ap.add_argument("--reference-dir", help="hendrycks/robustness checkout, to time the reference here (optional)")
+    ap.add_argument("--reference-python", help="interpreter with the reference's dependencies")
+    ap.add_argument("--n-reference", type=int, default=100, help="32-px images for the reference timing (224-px: n224 // 4)")
+    ap.add_argument("--json", help="write all timings to this JSON file")
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sevs = [int(s) for s in args.severities.split(",")]
+    rng = np.random.default_rng(0)
+    result = {"threads": torch.get_num_threads(), "device": args.device}
+    if args.n32:
+        imgs = rng.integers(0, 256, size=(args.n32, 32, 32, 3), dtype=np.uint8)
+        w32, c32 = _time_ours(imgs, "cifar", sevs, args.device, args.frost_dir)
+        ref32 = _time_reference(args, imgs[: args.n_reference], "cifar", sevs) if args.reference_dir else None
+        totals = _report("32 px, CIFAR table", w32, c32, sevs, args.n32, None, REFERENCE_MS_32, ref32)
+        result["cifar"] = {"wall_ms": w32, "cpu_ms": c32, "reference_cpu_ms": ref32, "totals": totals}
+        for kind in ("cpu", "wall"):
+            per_image = np.mean([totals[s][f"all19_{kind}_ms"] for s in sevs]) * 5  # 5 severities
+            print(f"projected full CIFAR-10-C (19 x 5 x 10,000), {kind} time at the mean rate of severities {sevs}: "
+                  f"{per_image * 10:.0f} s (reference ~25 min = 1500 s on one core)")
+    if args.n224:
+        imgs = rng.integers(0, 256, size=(args.n224, 224, 224, 3), dtype=np.uint8)
+        w224, c224 = _time_ours(imgs, "imagenet", sevs, args.device, args.frost_dir)
+        ic = _time_ic(args.ic_python, imgs[: min(len(imgs), 8)], sevs) if args.ic_python else None
+        ref224 = _time_reference(args, imgs[: max(1, args.n224 // 4)], "imagenet", sevs) if args.reference_dir else None
+        result["imagenet"] = {"wall_ms": w224, "cpu_ms": c224, "imagecorruptions_ms": ic, "reference_cpu_ms": ref224,
+                              "totals": _report("224 px, ImageNet table", w224, c224, sevs, args.n224, ic, REFERENCE_MS_224, ref224)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
