@@ -1,0 +1,202 @@
+"""Models → averaged predictive probabilities at several ensemble sizes, in one pass.
+
+Definitions (the paper's, paper.md §2):
+
+* The prediction of an ensemble is the mean of its members' **softmax probabilities**, never of logits:
+  ``p̄(y|x) = (1/n) Σ_j softmax(f_j(x))``.
+* One model with MC dropout: member ``j`` is the ``j``-th stochastic forward pass, and ensemble size ``k``
+  always means the first ``k`` samples. We draw ``max(sizes)`` samples per batch, keep a running sum and
+  snapshot it at every requested size, so ``--ensembles 1,5,50`` costs 50 passes, not 56.
+* Several models (a deep ensemble): member ``j`` is the ``j``-th model in the order given, itself averaged over
+  ``mc_samples`` MC-dropout passes when it is an MC-dropout model; size ``k`` means the first ``k`` models.
+* Masks are reproducible and batch-invariant: the dropout mask of sample ``s`` for image ``i`` depends only on
+  ``(seed, i, s, layer)`` (see :func:`smoothbench.models.layers.mc_row_keys`), so results do not depend on
+  batch size, ``mc_chunk``, device or process count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from smoothbench.device import autocast
+from smoothbench.errors import UserError
+from smoothbench.models.layers import mc_row_keys
+
+Progress = Callable[[int, str], None]
+
+
+@dataclass
+class EnsemblePredictions:
+    """Averaged probabilities per requested ensemble size, for every image of a source."""
+
+    sizes: list[int]
+    probs: dict[int, np.ndarray]
+    labels: np.ndarray
+    members: int
+    mc_samples: int
+    forwards: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def parse_sizes(text: str | Sequence[int]) -> list[int]:
+    """``"1,5,50"`` → ``[1, 5, 50]`` (sorted, unique); anything else is a :class:`UserError`."""
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
+    if not items or any(item == "" for item in items):
+        raise UserError("--ensembles needs a comma-separated list of positive integers, e.g. --ensembles 1,5,50")
+    sizes = []
+    for item in items:
+        try:
+            value = int(item)
+        except (TypeError, ValueError):
+            raise UserError(f"--ensembles: {item!r} is not an integer; use e.g. --ensembles 1,5,50") from None
+        if value < 1:
+            raise UserError(f"--ensembles: sizes must be at least 1, got {value}")
+        sizes.append(value)
+    return sorted(set(sizes))
+
+
+def check_plan(models: Sequence[torch.nn.Module], sizes: Sequence[int], mc_samples: int | None) -> tuple[int, int]:
+    """Validate an ensemble request; returns ``(members, mc_samples_per_member)``."""
+    mc_models = [m.spec.method == "mcdo" and m.spec.dropout_rate > 0 for m in models]
+    largest = max(sizes)
+    if len(models) == 1:
+        if mc_samples is not None:
+            raise UserError("--mc-samples is for deep ensembles; with one model the ensemble sizes are its MC samples")
+        if largest > 1 and not mc_models[0]:
+            raise UserError(
+                f"{models[0].spec.name} is deterministic (no MC dropout): its samples are identical, so ensemble sizes "
+                "above 1 mean nothing; use --ensembles 1, or pass several runs for a deep ensemble"
+            )
+        return 1, largest
+    samples = 1 if mc_samples is None else mc_samples
+    if samples < 1:
+        raise UserError(f"--mc-samples must be at least 1, got {samples}")
+    if samples > 1 and not all(mc_models):
+        raise UserError("--mc-samples > 1 needs MC-dropout members; a deterministic member gives identical samples")
+    if largest > len(models):
+        raise UserError(f"asked for an ensemble of {largest} but only {len(models)} models were given")
+    classes = {m.spec.num_classes for m in models}
+    if len(classes) > 1:
+        raise UserError(f"the members predict different numbers of classes ({sorted(classes)}); they cannot be averaged")
+    return len(models), samples
+
+
+def _sample_probs(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    idx: torch.Tensor,
+    sample_ids: range,
+    *,
+    seed: int,
+    precision: str,
+    stochastic: bool,
+) -> torch.Tensor:
+    """Softmax probabilities ``[len(sample_ids), B, K]`` of several MC samples in one forward (batch repeated)."""
+    n = len(sample_ids)
+    batch = x.shape[0]
+    xr = x.repeat(n, 1, 1, 1) if n > 1 else x
+    if stochastic:
+        samples = torch.arange(sample_ids.start, sample_ids.stop, device=x.device).repeat_interleave(batch)
+        model.set_mc_keys(mc_row_keys(seed, idx.repeat(n), samples))
+    with autocast(x.device, precision):
+        logits = model(xr)
+    return torch.softmax(logits.float(), dim=-1).view(n, batch, -1)
+
+
+@torch.inference_mode()
+def predict(
+    models: Sequence[torch.nn.Module],
+    source,
+    sizes: Sequence[int],
+    *,
+    mc_samples: int | None = None,
+    seed: int = 0,
+    index_offset: int = 0,
+    batch_size: int = 256,
+    mc_chunk: int = 8,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    progress: Progress | None = None,
+    profile: bool = False,
+) -> EnsemblePredictions:
+    """Averaged probabilities of ``models`` on every image of ``source`` at each requested size.
+
+    ``index_offset`` is added to the source's image positions to key the MC masks (for a source that is one
+    chunk of a larger set). ``mc_chunk`` bounds memory: at most that many MC samples share one forward pass (batch repeated).
+    ``progress`` is called with the number of images finished per batch.
+    """
+    sizes = parse_sizes(sizes)
+    members, per_member = check_plan(models, sizes, mc_samples)
+    if mc_chunk < 1:
+        raise UserError(f"--mc-chunk must be at least 1, got {mc_chunk}")
+    spec = models[0].spec
+    for model in models:
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.eval()
+    stochastic = [m.spec.method == "mcdo" and m.spec.dropout_rate > 0 for m in models]
+    steps = max(sizes) if members == 1 else members  # the running sum advances once per step
+    n = len(source)
+    out = {k: np.empty((n, spec.num_classes), dtype=np.float32) for k in sizes}
+    labels = np.empty(n, dtype=np.int64)
+    timings: dict[str, float] = defaultdict(float)
+    forwards = 0
+
+    def sync() -> None:
+        if profile and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    clock = time.perf_counter()
+    try:
+        for model, mc in zip(models, stochastic):
+            model.mc(mc)
+        for x, y, idx in source.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last):
+            sync()
+            now = time.perf_counter()
+            timings["data"] += now - clock
+            clock = now
+            rows = idx.cpu().numpy()
+            idx = idx + index_offset
+            labels[rows] = y.cpu().numpy()
+            running = torch.zeros(x.shape[0], spec.num_classes, device=device, dtype=torch.float32)
+            done = 0
+            while done < steps:
+                if members == 1:
+                    chunk = min(mc_chunk, steps - done)
+                    probs = _sample_probs(models[0], x, idx, range(done, done + chunk), seed=seed,
+                                          precision=precision, stochastic=stochastic[0])
+                    forwards += chunk
+                else:
+                    chunk = 1
+                    member_sum = torch.zeros_like(running)
+                    for start in range(0, per_member, mc_chunk):
+                        ids = range(done * per_member + start, done * per_member + min(start + mc_chunk, per_member))
+                        member_sum += _sample_probs(models[done], x, idx, ids, seed=seed, precision=precision,
+                                                    stochastic=stochastic[done]).sum(0)
+                        forwards += len(ids)
+                    probs = (member_sum / per_member).unsqueeze(0)
+                cumulative = running.unsqueeze(0) + probs.cumsum(0)
+                for k in sizes:
+                    if done < k <= done + chunk:
+                        out[k][rows] = (cumulative[k - done - 1] / k).cpu().numpy()
+                running = cumulative[-1]
+                done += chunk
+            sync()
+            now = time.perf_counter()
+            timings["forward"] += now - clock
+            clock = now
+            if progress is not None:
+                progress(len(rows), "")
+    finally:
+        for model in models:
+            model.mc(False)
+            model.set_mc_keys(None)
+    return EnsemblePredictions(sizes, out, labels, members, per_member, forwards, dict(timings))

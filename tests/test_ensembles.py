@@ -1,0 +1,95 @@
+"""One-pass ensembles: snapshots, batch invariance, deep-ensemble averaging, and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import random_images
+from smoothbench import create_model
+from smoothbench.data import ResidentImages
+from smoothbench.ensembles import parse_sizes, predict
+from smoothbench.errors import UserError
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+CPU = torch.device("cpu")
+
+
+def tiny(method: str = "mcdo", seed: int = 0, smoothing: str = "tanh-blur"):
+    torch.manual_seed(seed)
+    model = create_model("resnet18", method=method, smoothing=smoothing, width=4, num_classes=10,
+                         dataset="synthetic", mean=MEAN, std=STD)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def source():
+    images = random_images(24, seed=1)
+    labels = np.arange(24) % 10
+    return ResidentImages.from_numpy("synthetic", "test", images, labels, [str(i) for i in range(10)], source="test")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "a", "", "1,,5", "1.5"])
+def test_parse_sizes_refuses_bad_lists(text):
+    with pytest.raises(UserError):
+        parse_sizes(text)
+
+
+def test_parse_sizes_sorts_and_deduplicates():
+    assert parse_sizes("50,1,5,5") == [1, 5, 50]
+
+
+def test_snapshot_equals_separate_smaller_run(source):
+    model = tiny()
+    big = predict([model], source, [1, 5, 12], seed=3, batch_size=10, mc_chunk=4, device=CPU)
+    small = predict([model], source, [5], seed=3, batch_size=10, mc_chunk=4, device=CPU)
+    np.testing.assert_allclose(big.probs[5], small.probs[5], atol=1e-6)
+    assert big.forwards == 12 * 3  # 12 passes over 3 batches, not 1 + 5 + 12
+    assert not np.allclose(big.probs[1], big.probs[12])  # MC samples really differ
+
+
+def test_results_do_not_depend_on_batch_size_or_chunking(source):
+    model = tiny()
+    a = predict([model], source, [1, 7], seed=11, batch_size=24, mc_chunk=7, device=CPU)
+    b = predict([model], source, [1, 7], seed=11, batch_size=5, mc_chunk=2, device=CPU)
+    for k in (1, 7):
+        np.testing.assert_allclose(a.probs[k], b.probs[k], atol=1e-5)
+    c = predict([model], source, [7], seed=12, batch_size=24, mc_chunk=7, device=CPU)
+    assert not np.allclose(a.probs[7], c.probs[7])  # another seed, other masks
+
+
+def test_probabilities_are_averaged_not_logits(source):
+    members = [tiny("dnn", seed=0, smoothing="none"), tiny("dnn", seed=1, smoothing="none")]
+    out = predict(members, source, [1, 2], batch_size=8, device=CPU)
+    x = torch.stack([(source.images[i].float() / 255 - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+                     for i in range(len(source))])
+    with torch.no_grad():
+        p0, p1 = (torch.softmax(m(x), -1).numpy() for m in members)
+    np.testing.assert_allclose(out.probs[1], p0, atol=1e-5)
+    np.testing.assert_allclose(out.probs[2], (p0 + p1) / 2, atol=1e-5)
+    np.testing.assert_allclose(out.probs[2].sum(1), 1, atol=1e-5)
+
+
+def test_members_times_mc_samples(source):
+    members = [tiny("mcdo", seed=0), tiny("mcdo", seed=1)]
+    out = predict(members, source, [1, 2], mc_samples=3, seed=0, batch_size=12, device=CPU)
+    assert out.members == 2 and out.mc_samples == 3 and out.forwards == 2 * 3 * 2
+
+
+def test_deterministic_model_refuses_sizes_above_one(source):
+    with pytest.raises(UserError, match="deterministic"):
+        predict([tiny("dnn", smoothing="none")], source, [1, 5], device=CPU)
+
+
+def test_deep_ensemble_larger_than_members_refused(source):
+    with pytest.raises(UserError, match="only 2 models"):
+        predict([tiny("dnn"), tiny("dnn", seed=1)], source, [3], device=CPU)
+
+
+def test_mc_state_restored_after_predict(source):
+    model = tiny()
+    predict([model], source, [2], device=CPU)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # MC dropout is off again
