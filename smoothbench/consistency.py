@@ -192,14 +192,14 @@ def finish_sums(sums: dict) -> dict:
     pairs, k = sums["pairs"], sums["classes"]
     if pairs == 0:
         nan = float("nan")
-        return {"consistency": nan, "cec": nan, "cec_unscaled": nan, "flip_probability": nan,
-                "top5_distance": nan, "n_videos": 0, "frames": sums["frames"]}
+        return {"consistency": nan, "cec": nan, "cec_unscaled": nan, "flip_prob": nan,
+                "top5_dist": nan, "n_videos": 0, "frames": sums["frames"]}
     return {
         "consistency": sums["same"] / pairs,
         "cec": sums["cross_entropy"] / (pairs * k),
         "cec_unscaled": sums["cross_entropy"] / pairs,
-        "flip_probability": sums["flips"] / pairs,
-        "top5_distance": sums["top5"] / pairs,
+        "flip_prob": sums["flips"] / pairs,
+        "top5_dist": sums["top5"] / pairs,
         "n_videos": sums["videos"],
         "frames": sums["frames"],
     }
@@ -267,7 +267,7 @@ def flip_probability(p: np.ndarray, noise: bool) -> float:
     ``flip_prob`` with difficulty 1). CIFAR-10-P reports the raw mean FP; ImageNet's mFR would divide
     by AlexNet's FP, which does not exist for CIFAR.
     """
-    return finish_sums(sequence_sums(p, noise))["flip_probability"]
+    return finish_sums(sequence_sums(p, noise))["flip_prob"]
 
 
 def top5_distance(p: np.ndarray, noise: bool) -> float:
@@ -276,4 +276,4 @@ def top5_distance(p: np.ndarray, noise: bool) -> float:
     Reference frames as in :func:`flip_probability`; d_top5 as in ``_top5_rank_distance``
     (cifar-p-eval.py ``ranking_dist(..., mode='top5')``).
     """
-    return finish_sums(sequence_sums(p, noise))["top5_distance"]
+    return finish_sums(sequence_sums(p, noise))["top5_dist"]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable, ContextManager
 
 import pandas as pd
-import torch
 
 DEMO_MODELS = [("dnn", "none"), ("dnn", "tanh-blur"), ("mcdo", "none"), ("mcdo", "tanh-blur")]
 BarFactory = Callable[[int, str], ContextManager]
@@ -24,14 +23,14 @@ class DemoSettings:
     """Sizes chosen so the whole demo runs in about three minutes on two CPU cores."""
 
     out: Path = Path("demo_runs")
-    width: int = 16
-    epochs: int = 6
+    width: int = 8
+    epochs: int = 5
     train_subset: int | None = None
-    eval_subset: int = 1000
+    eval_subset: int = 500
     ensembles: tuple[int, ...] = (1, 5, 20)
     corruptions: tuple[str, ...] = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
     severities: tuple[int, ...] = (1, 3, 5)
-    corrupt_subset: int = 500
+    corrupt_subset: int = 300
     seed: int = 0
     force: bool = False
 
@@ -56,7 +55,6 @@ def run_demo(settings: DemoSettings, *, bar: BarFactory | None = None) -> DemoRe
     from smoothbench.train import TrainConfig, train
 
     bar = bar or (lambda total, text: nullcontext(None))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(settings.out)
     runs: list[Path] = []
     train_rows = []

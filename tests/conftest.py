@@ -46,12 +46,24 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout: in
 
 @pytest.fixture(scope="session")
 def trained_synthetic_mcdo(tmp_path_factory) -> Path:
-    """A tiny MC-dropout + smoothing ResNet-18 trained for 2 epochs on a synthetic subset (a real run folder)."""
+    """A narrow MC-dropout + smoothing ResNet-18 trained for 3 epochs on the synthetic set (a real run folder)."""
     from smoothbench.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "tiny-mcdo"
-    train(TrainConfig(arch="resnet18", method="mcdo", smoothing="tanh-blur", width=4, dataset="synthetic",
-                      epochs=2, subset=1000, eval_subset=200, batch_size=64, device="cpu", seed=0, out=str(out)))
+    train(TrainConfig(arch="resnet18", method="mcdo", smoothing="tanh-blur", width=8, dataset="synthetic",
+                      epochs=3, eval_subset=200, device="cpu", seed=0, out=str(out)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_cifar10_mcdo(tmp_path_factory, cifar10_dir) -> Path:
+    """A narrow MC-dropout + smoothing ResNet-18 trained briefly on a real CIFAR-10 subset (well above chance)."""
+    from smoothbench.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "c10-mcdo"
+    train(TrainConfig(arch="resnet18", method="mcdo", smoothing="tanh-blur", width=8, dataset="cifar10",
+                      data_dir=str(cifar10_dir), subset=2000, eval_subset=500, epochs=3, warmup_epochs=0,
+                      batch_size=32, lr=0.01, milestones=(2,), device="cpu", seed=0, out=str(out)))
     return out
 
 

@@ -85,8 +85,8 @@ def test_meter_in_chunks_equals_one_shot():
         assert res["consistency"] == pytest.approx(paper_consistency(p), rel=1e-12)
         assert res["cec"] == pytest.approx(cec(p), rel=1e-12)
         assert res["cec_unscaled"] == pytest.approx(cec_unscaled(p), rel=1e-12)
-        assert res["flip_probability"] == pytest.approx(flip_probability(p, noise), rel=1e-12)
-        assert res["top5_distance"] == pytest.approx(top5_distance(p, noise), rel=1e-12)
+        assert res["flip_prob"] == pytest.approx(flip_probability(p, noise), rel=1e-12)
+        assert res["top5_dist"] == pytest.approx(top5_distance(p, noise), rel=1e-12)
     with pytest.raises(ValueError, match="frames"):
         meter.update(p[:, :4])
     with pytest.raises(ValueError, match="before any update"):
@@ -150,9 +150,9 @@ def test_metrics_on_a_real_model_identities():
     meter.update(probs[:2])
     meter.update(probs[2:])
     res = meter.result()
-    assert res["consistency"] == pytest.approx(1 - res["flip_probability"])  # consecutive, non-noise
+    assert res["consistency"] == pytest.approx(1 - res["flip_prob"])  # consecutive, non-noise
     assert res["cec_unscaled"] == pytest.approx(10 * res["cec"])
     # Gibbs: cross-entropy H(p_t, p_{t-1}) >= entropy H(p_t), summed over the same pairs
     ent = -np.sum(probs[:, 1:] * np.log(probs[:, 1:])) / (5 * 5)
     assert res["cec_unscaled"] >= ent - 1e-12
-    assert 0 <= res["top5_distance"] <= 25  # five terms, each at most 5
+    assert 0 <= res["top5_dist"] <= 25  # five terms, each at most 5
