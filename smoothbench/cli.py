@@ -6,6 +6,7 @@ printed here as one line with exit status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +27,11 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Prepare data sets (generate CIFAR-10-C / ImageNet-C).")
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
-stdout = Console()
+# Under torchrun every process runs the command; only rank 0 prints (RANK is read here, not through
+# smoothbench.distributed, so that `smoothbench --help` does not import torch).
+RANK = int(os.environ.get("RANK", "0"))
+console = Console(stderr=True, quiet=RANK != 0)
+stdout = Console(quiet=RANK != 0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -35,7 +39,7 @@ stdout = Console()
 @contextmanager
 def progress_bar(total: int, description: str, *, quiet: bool = False) -> Iterator:
     """A rich progress bar; yields the ``progress(units, text)`` callback the library expects."""
-    if quiet:
+    if quiet or RANK != 0:
         yield None
         return
     columns = (
@@ -81,6 +85,19 @@ def parse_int_list(text: str, flag: str, low: int, high: int) -> list[int]:
     return values
 
 
+def without_option(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag VALUE`` / ``flag=VALUE`` (the rest is passed on unchanged)."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == flag:
+            skip = True
+        elif not token.startswith(flag + "="):
+            kept.append(token)
+    return kept
+
+
 def refuse_overwrite(path: Optional[Path], force: bool, what: str) -> None:
     if path is not None and path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to replace the {what}")
@@ -114,13 +131,16 @@ def models(
 
 def eval_settings(ensembles: str, mc_samples: Optional[int], seed: int, batch_size: int, mc_chunk: int, device: str,
                   precision: str, channels_last: bool, ece_bins: Optional[int], ece_mode: str, subset: Optional[int]):
-    """Build :class:`EvalSettings` from the shared eval flags (``reference`` ECE defaults to the paper's 10 bins)."""
-    from smoothbench.device import resolve_device
+    """Build :class:`EvalSettings` from the shared eval flags (``reference`` ECE defaults to the paper's 10 bins).
+
+    Under torchrun this joins the process group and picks this process's GPU.
+    """
+    from smoothbench.distributed import setup
     from smoothbench.sweeps import EvalSettings
 
     bins = ece_bins if ece_bins is not None else (10 if ece_mode == "reference" else 15)
     return EvalSettings(sizes=ensembles, mc_samples=mc_samples, seed=seed, batch_size=batch_size, mc_chunk=mc_chunk,
-                        device=resolve_device(device), precision=precision, channels_last=channels_last,
+                        device=setup(device), precision=precision, channels_last=channels_last,
                         ece_bins=bins, ece_mode=ece_mode, subset=subset)
 
 
@@ -167,6 +187,7 @@ def eval_command(
     """Accuracy, NLL, ECE, Brier and more at several ensemble sizes, in one pass over the data."""
     import time
 
+    from smoothbench import distributed
     from smoothbench.data import get_dataset
     from smoothbench.results import EVAL_KEYS, write_rows
     from smoothbench.sweeps import check_dataset, evaluate, load_members, save_probs as write_probs
@@ -177,8 +198,10 @@ def eval_command(
         raise UserError(f"--format must be csv or json, got {format!r}")
     members = load_members(runs)
     name = dataset or members.spec.dataset
-    source = get_dataset(name, None if data_dir is None else str(data_dir), split, download=download, subset=subset,
-                         seed=seed)
+    check_dataset(members, name)
+    with distributed.main_first():  # rank 0 downloads first
+        source = get_dataset(name, None if data_dir is None else str(data_dir), split, download=download,
+                             subset=subset, seed=seed)
     check_dataset(members, name, source.num_classes)
     steps = max(settings.sizes) if len(runs) == 1 else len(runs)
     start = time.perf_counter()
@@ -186,6 +209,8 @@ def eval_command(
         rows, predictions = evaluate(members, source, settings, context={"dataset": name, "split": split},
                                      progress=bar, profile=profile)
     seconds = time.perf_counter() - start
+    if RANK != 0:
+        return  # every process holds the same rows; rank 0 writes and prints them
     io_start = time.perf_counter()
     if out is not None:
         write_rows(out, rows, key_columns=EVAL_KEYS, fmt=format)
@@ -276,6 +301,8 @@ def corrupt(
     cells = sweep.cells()
     with progress_bar(len(cells), f"corrupt {members.name}", quiet=quiet) as bar:
         corruption_sweep(members, sweep, settings, out, progress=bar)
+    if RANK != 0:
+        return  # rank 0 wrote the rows and writes the summary
     table = results.read_results([out])
     table = table[table["checkpoint_sha256"] == members.columns()["checkpoint_sha256"]]
     summary = results.summarize_corruptions(table, base)
@@ -323,6 +350,7 @@ def consistency(
                              None, "standard", subset)
     members = load_members(runs)
     name = dataset or members.spec.dataset
+    check_dataset(members, name)
     source = get_dataset(name, None if data_dir is None else str(data_dir), "test", subset=subset, seed=seed)
     check_dataset(members, name, source.num_classes)
     with progress_bar(2 * len(source), f"consistency {members.name}", quiet=quiet) as bar:
@@ -353,6 +381,8 @@ def consistency(
         total = len(chosen) * (len(source) if generate else (subset or 10000))
         with progress_bar(total, "CIFAR-10-P", quiet=quiet) as bar:
             rows += perturbation_rows(members, frames_of, chosen, settings, source_kind=kind, progress=bar)
+    if RANK != 0:
+        return  # every process holds the same rows; rank 0 writes and prints them
     results.write_rows(out, rows, key_columns=results.CONSISTENCY_KEYS)
     show_table([r for r in rows if r["kind"] == "mc-size"],
                ["model", "ensemble_size", "accuracy", "agreement", "flip_rate", "tv", "kl", "seed_agreement", "seed_tv"],
@@ -452,6 +482,9 @@ def train(
     precision: str = PRECISION_OPT,
     channels_last: bool = CL_OPT,
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model for training."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU; gloo on CPU), "
+                              "started through torch.distributed.run like torchrun --nproc-per-node N."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="BatchNorm statistics over the global batch in distributed runs."),
     subset: Optional[int] = typer.Option(None, "--subset", help="Train on a stratified subset of N images."),
     eval_subset: Optional[int] = typer.Option(None, "--eval-subset", help="Validate each epoch on the first N test images."),
     workers: int = typer.Option(4, help="DataLoader workers (ImageNet)."),
@@ -460,8 +493,13 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace a finished run folder."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or tables."),
 ) -> None:
-    """Train one of the paper's models with the paper's recipe (or your overrides)."""
+    """Train one of the paper's models with the paper's recipe (or your overrides); --nproc N or torchrun for DDP."""
     from smoothbench.train import TrainConfig, train as run_training
+
+    if nproc != 1:
+        from smoothbench.distributed import launch
+
+        raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
 
     milestone_list = None if milestones is None else tuple(parse_int_list(milestones, "--milestones", 1, 10**6))
     cfg = TrainConfig(
@@ -469,7 +507,8 @@ def train(
         dataset=dataset, data_dir=None if data_dir is None else str(data_dir), download=download, epochs=epochs,
         warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
         schedule=schedule, milestones=milestone_list, gamma=gamma, seed=seed, device=device, precision=precision,
-        channels_last=channels_last, compile=compile, subset=subset, eval_subset=eval_subset, workers=workers,
+        channels_last=channels_last, compile=compile, sync_bn=sync_bn, subset=subset, eval_subset=eval_subset,
+        workers=workers,
         out=None if out is None else str(out), resume=resume, force=force,
     )
     epochs_done: list[dict] = []
@@ -523,7 +562,7 @@ def make_c(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_runs"), "--out", help="Folder for the demo's runs and tables."),
-    epochs: int = typer.Option(6, help="Training epochs per model."),
+    epochs: int = typer.Option(5, help="Training epochs per model."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the demo's runs exist."),
 ) -> None:
     """The whole pipeline on the embedded synthetic data, on the CPU, in about three minutes."""
@@ -543,12 +582,23 @@ def demo(
     console.print(f"files: {', '.join(str(p) for p in result.files.values())}")
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Console-script entry point: one clear line and exit status 2 for bad input."""
+    """Console-script entry point: one clear line and exit status 2 for bad input; warnings on one line."""
+    import warnings
+
+    warnings.showwarning = _one_line_warning
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
+        if isinstance(status, int) and status:  # typer.Exit(status), e.g. a failed --nproc launch
+            sys.exit(status)
     except UserError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        # every torchrun process reports its error: one may fail alone (e.g. no GPU for its local rank)
+        where = console if RANK == 0 else Console(stderr=True)
+        where.print(f"[red]{f'rank {RANK}: ' if RANK else ''}error:[/red] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         console.print("aborted")
@@ -565,3 +615,6 @@ def main() -> None:
         if isinstance(err, click.exceptions.Exit):
             sys.exit(err.exit_code)
         raise
+    finally:
+        if "smoothbench.distributed" in sys.modules:  # leave a torchrun process group cleanly
+            sys.modules["smoothbench.distributed"].cleanup()

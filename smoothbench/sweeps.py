@@ -1,4 +1,11 @@
-"""Evaluation loops: models + a data source → tidy metric rows (eval, corruption and consistency sweeps)."""
+"""Evaluation loops: models + a data source → tidy metric rows (eval, corruption and consistency sweeps).
+
+Under torchrun every process runs the same loop: each predicts its shard of the images of every cell
+(:func:`smoothbench.ensembles.predict`), the probabilities are gathered, and every process gets the same
+rows; only rank 0 writes files. Sweeps shard the images of each cell rather than the cells, so every
+process stays busy even for one cell and the rows equal the one-process rows; generated corruptions are
+computed shard by shard too (each image's draws depend on its position only) and gathered.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from smoothbench import __version__, metrics
+from smoothbench import __version__, distributed, metrics
 from smoothbench.ensembles import EnsemblePredictions, parse_sizes, predict
 from smoothbench.errors import UserError
 from smoothbench.fileio import atomic_open
@@ -107,16 +114,17 @@ def load_members(paths: Sequence[str | os.PathLike]) -> Members:
     return Members(models, [str(p) for p in paths])
 
 
-def check_dataset(members: Members, dataset: str, num_classes: int) -> None:
+def check_dataset(members: Members, dataset: str, num_classes: int | None = None) -> None:
     """Refuse data the checkpoint was not trained for (another dataset, or another label space).
 
-    ``dataset`` is the clean dataset's name (``cifar10`` for CIFAR-10-C and CIFAR-10-P).
+    ``dataset`` is the clean dataset's name (``cifar10`` for CIFAR-10-C and CIFAR-10-P); call it once before
+    loading any data and again with ``num_classes`` once the data are loaded.
     """
     spec = members.spec
     if spec.dataset is not None and dataset != spec.dataset:
         raise UserError(f"{members.name} was trained on {spec.dataset}, not {dataset}; evaluate it on {spec.dataset} "
                         f"(or its corrupted versions)")
-    if num_classes != spec.num_classes:
+    if num_classes is not None and num_classes != spec.num_classes:
         raise UserError(f"{members.name} predicts {spec.num_classes} classes but {dataset} has {num_classes}")
 
 
@@ -226,6 +234,15 @@ class CorruptionSweep:
     def params(self) -> str:
         return "imagenet" if self.dataset == "imagenet-c" else "cifar"
 
+    def files_origin(self) -> str:
+        """``generated`` (on the fly, or a folder written by ``smoothbench data make-c``) or ``released``."""
+        if self.generate:
+            return "generated"
+        from smoothbench.corruptions.released import MANIFEST, cifar_c_dir, imagenet_c_dir
+
+        folder = imagenet_c_dir(self.data_dir) if self.dataset == "imagenet-c" else cifar_c_dir(self.data_dir, self.clean_dataset)
+        return "generated" if (folder / MANIFEST).is_file() else "released"
+
     def cells(self) -> list[tuple[str, int]]:
         clean = [("clean", 0)] if self.include_clean else []
         return clean + [(c, s) for c in self.corruptions for s in self.severities]
@@ -243,12 +260,14 @@ def corruption_sweep(
     """Evaluate every (corruption, severity) cell; each finished cell is appended to ``out`` at once.
 
     Cells already in ``out`` (same model, checkpoint, settings and cell) are skipped, so a killed sweep resumes
-    where it stopped and never duplicates a row. The clean test set is severity 0.
+    where it stopped and never duplicates a row. The clean test set is severity 0. Under torchrun rank 0
+    reads ``out`` and tells the others which cells are done, and only rank 0 appends.
     """
     from smoothbench import results
     from smoothbench.data import ResidentImages, get_dataset
 
-    done = results.done_keys(out, results.CORRUPT_KEYS)
+    check_dataset(members, sweep.clean_dataset)
+    done = distributed.on_main(lambda: results.done_keys(out, results.CORRUPT_KEYS))
     clean_cache: dict[str, object] = {}
 
     def clean_source():
@@ -265,8 +284,11 @@ def corruption_sweep(
             from smoothbench.corruptions import corrupt
 
             clean = clean_source()
-            images = corrupt(clean.numpy_nhwc(), corruption, severity, params=sweep.params, seed=sweep.corruption_seed,
-                             device=settings.device, frost_dir=sweep.frost_dir)
+            start, stop = distributed.local_rows(len(clean))
+            images = corrupt(clean.numpy_nhwc()[start:stop], corruption, severity, params=sweep.params,
+                             seed=sweep.corruption_seed, start_index=start, device=settings.device,
+                             frost_dir=sweep.frost_dir)
+            images = distributed.gather_rows(images)
             return ResidentImages.from_numpy(sweep.dataset, "test", images, clean.labels.numpy(), clean.classes,
                                              source="generated")
         if sweep.dataset == "imagenet-c":
@@ -279,11 +301,12 @@ def corruption_sweep(
         return load_cifar_c(sweep.data_dir, corruption, severity, dataset=sweep.clean_dataset,
                             subset=settings.subset)
 
+    files_origin = sweep.files_origin()
     all_rows: list[dict[str, object]] = []
     for corruption, severity in sweep.cells():
         if sweep.include_clean and severity == 0 and not sweep.generate and sweep.clean_data_dir is None:
             continue  # released sweep without the clean folder: no severity-0 row
-        origin = "clean" if severity == 0 else ("generated" if sweep.generate else "released")
+        origin = "clean" if severity == 0 else files_origin
         key_probe = {**members.columns(), "dataset": sweep.dataset, "split": "test", "corruption": corruption,
                      "severity": severity, "corruption_params": sweep.params, "source": origin}
         if all(results.row_key({**key_probe, **size_cols}, results.CORRUPT_KEYS, settings) in done
@@ -297,7 +320,8 @@ def corruption_sweep(
                    "corruption_params": sweep.params, "source": origin,
                    "corruption_seed": sweep.corruption_seed if origin == "generated" else ""}
         rows, _ = evaluate(members, source, settings, context=context)
-        results.append_cell(out, rows, results.CORRUPT_KEYS)
+        if distributed.is_main_process():
+            results.append_cell(out, rows, results.CORRUPT_KEYS)
         all_rows.extend(rows)
         if on_cell is not None:
             on_cell(rows)
@@ -400,7 +424,7 @@ def perturbation_rows(
         tail = provenance(settings, source, members)
         tail.update({"n_images": n, "data_fingerprint": digest.hexdigest()[:16], "source": source_kind})
         for size_cols in _size_columns(settings, members):
-            rows.append({**head, "perturbation": name, **size_cols, "frames": t,
+            rows.append({**head, "perturbation": name, **size_cols,
                          **meters[size_cols["ensemble_size"]].result(), **tail})
     return rows
 

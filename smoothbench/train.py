@@ -26,9 +26,21 @@ same). A resume must keep every setting in :data:`TRAJECTORY_SETTINGS` and the t
 workers, ``eval_subset``, ``compile`` and ``channels_last`` may change. ``resume`` on a folder without a
 checkpoint starts the run from scratch.
 
-Distributed training can be added on top: the per-step logic lives in :func:`train_step`, every file write
-goes through :class:`RunFolder` (which writes on rank 0 only), and iterations per epoch come from the
-global batch size.
+Distributed training (``torchrun --nproc-per-node N -m smoothbench train ...``, or ``--nproc N``): one
+DistributedDataParallel process per GPU (or CPU process with gloo). ``batch_size`` stays the *global*
+batch and must be divisible by the process count; each process takes a contiguous slice of every
+global batch of the same per-(seed, epoch) order and augmentation draws, so the union of the slices of
+step ``i`` is the one-process batch ``i``. Each process's mean loss is scaled by ``n_local · W / n_global``
+so that DDP's gradient average is the gradient of the mean over the global batch (also for an uneven last
+batch), and the learning-rate schedule counts the same global steps. BatchNorm statistics are per process
+unless ``sync_bn`` (then ``nn.SyncBatchNorm`` on GPUs, :class:`smoothbench.distributed.CPUSyncBatchNorm` on
+the CPU); with it a run matches the one-process run up to floating-point summation order. Dropout draws
+differ per process (rank ``r > 0`` reseeds torch's RNG from ``(seed, r)``) and every rank's RNG state is
+checkpointed, so a distributed run resumes bit-identically on the CPU with the same process count (a
+different count is refused). Rank 0 decides the resume and broadcasts the checkpoint; only rank 0 writes
+files and reports progress; validation is sharded over the processes and summed. Streaming sources
+(ImageNet folders) have no shard option yet: every process decodes the whole global batch and keeps its
+slice.
 """
 
 from __future__ import annotations
@@ -45,9 +57,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from smoothbench import __version__
+from smoothbench import __version__, distributed
 from smoothbench.data import DATASETS, NORMALIZATION, ResidentImages, get_dataset
-from smoothbench.device import autocast, resolve_device, to_channels_last
+from smoothbench.device import autocast, to_channels_last
+from smoothbench.distributed import epoch_images, is_main_process, shard_bounds
 from smoothbench.errors import UserError
 from smoothbench.fileio import atomic_open, atomic_torch_save
 from smoothbench.models.registry import create_model, resolve_spec
@@ -67,8 +80,10 @@ LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_acc", "test_nll",
 TRAJECTORY_SETTINGS = (
     "arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width", "dataset", "subset", "epochs",
     "warmup_epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "milestones", "gamma",
-    "seed", "precision",
+    "seed", "precision", "sync_bn",
 )
+# What an old checkpoint without these trajectory entries was trained with.
+TRAJECTORY_DEFAULTS = {"sync_bn": False, "world_size": 1}
 # Progress text (loss/acc/speed) is refreshed every this many batches: reading the running loss forces a
 # device sync, which would slow every GPU step if done per batch.
 TEXT_EVERY = 20
@@ -80,7 +95,8 @@ Progress = Callable[[int, str], None]
 class TrainConfig:
     """Everything a training run needs; ``None`` recipe fields take the dataset's recipe (:mod:`recipes`).
 
-    ``batch_size`` is the global batch (all processes together); ``subset``/``eval_subset`` limit the train
+    ``batch_size`` is the global batch (all processes together); ``sync_bn`` synchronises BatchNorm
+    statistics over the processes of a distributed run; ``subset``/``eval_subset`` limit the train
     and test images; ``device`` is auto/cpu/cuda, ``precision`` fp32/bf16 (autocast); ``compile`` wraps the
     model in ``torch.compile`` for training; ``out`` is the run folder (default
     ``runs/<dataset>/<model name>-seed<seed>``).
@@ -110,6 +126,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    sync_bn: bool = False
     subset: int | None = None
     eval_subset: int | None = None
     workers: int = 4
@@ -177,13 +194,6 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
 # ----------------------------------------------------------------------------------------------------
 # run folder
-
-
-def is_main_process() -> bool:
-    """True on rank 0 of a process group, or when there is none: the one process that writes files."""
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 class RunFolder:
@@ -307,9 +317,10 @@ def make_spec(cfg: TrainConfig) -> ModelSpec:
     )
 
 
-def iterations_per_epoch(n_images: int, batch_size: int) -> int:
-    """Optimiser steps per epoch for ``n_images`` and the *global* batch size (last partial batch kept)."""
-    return math.ceil(n_images / batch_size)
+def iterations_per_epoch(n_images: int, batch_size: int, world: int = 1) -> int:
+    """Optimiser steps per epoch for ``n_images`` and the *global* batch size (last partial batch kept,
+    unless it has fewer images than the ``world`` processes: see :func:`smoothbench.distributed.epoch_images`)."""
+    return math.ceil(epoch_images(n_images, batch_size, world) / batch_size)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: int):
@@ -324,16 +335,19 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, iters_per_epoch: in
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_step(model, optimizer, scheduler, x: torch.Tensor, y: torch.Tensor, *, precision: str):
+def train_step(model, optimizer, scheduler, x: torch.Tensor, y: torch.Tensor, *, precision: str,
+               loss_scale: float = 1.0):
     """One SGD step on a batch; returns ``(summed loss, correct count)`` as device tensors (no sync).
 
-    Loss is the mean cross-entropy over the batch, computed in float32 from (possibly bf16) logits.
+    Loss is the mean cross-entropy over the batch, computed in float32 from (possibly bf16) logits; the
+    gradient is that of ``loss_scale ×`` it (a distributed rank's share of the global mean, see the module
+    docstring).
     """
     with autocast(x.device, precision):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * loss_scale if loss_scale != 1.0 else loss).backward()
     optimizer.step()
     scheduler.step()
     return loss.detach() * y.shape[0], (logits.detach().argmax(1) == y).sum()
@@ -345,20 +359,22 @@ def evaluate(model, source, spec: ModelSpec, *, batch_size: int, device: torch.d
     """Deterministic test accuracy and NLL (MC dropout off, BN in eval mode).
 
     ``acc = mean(argmax p = y)``, ``nll = mean(−log softmax(logits)[y])`` over images (not batch means).
+    In a process group each process scores its shard of ``source`` and the sums are added up (pass the
+    plain model, not the DDP wrapper, whose forward would wait for the other processes).
     """
     model.eval()
     model.mc(False)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    nll = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    for x, y, _ in source.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last):
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # correct, nll, count
+    shard, _ = distributed.shard_source(source)
+    for x, y, _ in shard.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last):
         with autocast(device, precision):
             logits = model(x)
-        nll += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(1) == y).sum()
-        count += y.shape[0]
+        sums[0] += (logits.argmax(1) == y).sum()
+        sums[1] += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        sums[2] += y.shape[0]
     model.train()
-    return correct.item() / count, nll.item() / count
+    correct, nll, count = distributed.all_reduce_sum(sums).tolist()
+    return correct / count, nll / count
 
 
 def _resident_on(source, device: torch.device):
@@ -381,22 +397,29 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
 
     ``on_plan(epochs, images_per_epoch)`` is called once before training with the number of epochs this
     call will run (fewer than the total when resuming), so a progress bar can size itself;
-    ``progress(images, text)`` is called after every batch; ``log(row)`` after every epoch with the row
-    written to ``train_log.csv``.
+    ``progress(images, text)`` is called after every batch (on rank 0 only, with the global batch's
+    images); ``log(row)`` after every epoch with the row written to ``train_log.csv``. Under torchrun
+    every process calls this with the same ``cfg``.
     """
     cfg = resolve_config(cfg)
-    device = resolve_device(cfg.device)
+    device = distributed.setup(cfg.device)
+    world, rank = distributed.world_size(), distributed.rank()
+    if cfg.batch_size % world:
+        raise UserError(f"--batch-size {cfg.batch_size} (the global batch) is not divisible by the {world} processes; "
+                        f"choose a multiple of {world}")
     spec = resolve_spec(make_spec(cfg))
     run = RunFolder(cfg.out)
-    checkpoint = run.claim(resume=cfg.resume, force=cfg.force)
+    checkpoint = distributed.on_main(lambda: run.claim(resume=cfg.resume, force=cfg.force))
 
-    train_source, test_source = (
-        _resident_on(get_dataset(cfg.dataset, cfg.data_dir, split, download=cfg.download, subset=subset,
-                                 seed=cfg.seed, workers=cfg.workers), device)
-        for split, subset in (("train", cfg.subset), ("test", cfg.eval_subset))
-    )
+    with distributed.main_first():  # rank 0 downloads first
+        train_source, test_source = (
+            _resident_on(get_dataset(cfg.dataset, cfg.data_dir, split, download=cfg.download, subset=subset,
+                                     seed=cfg.seed, workers=cfg.workers), device)
+            for split, subset in (("train", cfg.subset), ("test", cfg.eval_subset))
+        )
     settings = cfg.settings()
-    trajectory = {k: settings[k] for k in TRAJECTORY_SETTINGS} | {"train_fingerprint": train_source.fingerprint}
+    trajectory = {k: settings[k] for k in TRAJECTORY_SETTINGS} | {"train_fingerprint": train_source.fingerprint,
+                                                                   "world_size": world}
     if checkpoint is not None:
         _check_same_trajectory(checkpoint["trajectory"], trajectory, run.path)
 
@@ -405,15 +428,20 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
 
     seed_everything(cfg.seed)
     spec = spec.with_(num_classes=train_source.num_classes)  # an image folder may hold fewer classes
-    model = to_channels_last(create_model(spec).to(device), cfg.channels_last)
-    iters = iterations_per_epoch(len(train_source), cfg.batch_size)
+    model = create_model(spec)
+    if cfg.sync_bn and world > 1:
+        model = distributed.convert_sync_batchnorm(model, device)
+    model = to_channels_last(model.to(device), cfg.channels_last)
+    if rank > 0:
+        seed_everything(_rank_seed(cfg.seed, rank))  # own dropout draws; the initial weights are rank 0's
+    iters = iterations_per_epoch(len(train_source), cfg.batch_size, world)
     optimizer, scheduler = make_optimizer(model, cfg, iters)
     start_epoch, rows = 0, []
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_state(checkpoint["rng"], device)
+        set_rng_state(checkpoint["rng_ranks"][rank] if world > 1 else checkpoint["rng"], device)
         start_epoch, rows = checkpoint["epoch"], list(checkpoint["log"])
 
     run.write_json(CONFIG_FILENAME, {
@@ -421,21 +449,29 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
         "packages": package_versions(), "seed": cfg.seed, "device": _device_name(device),
         "data_fingerprint": {"train": train_source.fingerprint, "test": test_source.fingerprint},
         "n_train": len(train_source), "n_test": len(test_source), "iterations_per_epoch": iters,
-        "total_epochs": cfg.warmup_epochs + cfg.epochs, "resumed_from_epoch": start_epoch,
+        "total_epochs": cfg.warmup_epochs + cfg.epochs, "resumed_from_epoch": start_epoch, "world_size": world,
     })
     run.write_log(rows)
-    net = torch.compile(model) if cfg.compile else model
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = torch.compile(net) if cfg.compile else net
     net.train()
+    # Validation runs every process on its shard without the DDP wrapper (its forward syncs buffers).
+    eval_net = net if world == 1 else model
     total = cfg.warmup_epochs + cfg.epochs
     if on_plan is not None:
-        on_plan(total - start_epoch, len(train_source))
+        on_plan(total - start_epoch, epoch_images(len(train_source), cfg.batch_size, world))
+    reporting = progress if distributed.is_main_process() else None
     started = time.perf_counter()
     for epoch in range(start_epoch, total):
         epoch_start = time.perf_counter()
         loss_sum, correct, seen, last_lr = _train_epoch(net, optimizer, scheduler, train_source, spec, cfg, device,
-                                               epoch, total, progress)
+                                                        epoch, total, reporting)
         train_seconds = time.perf_counter() - epoch_start
-        test_acc, test_nll = evaluate(net, test_source, spec, batch_size=max(cfg.batch_size, 256), device=device,
+        test_acc, test_nll = evaluate(eval_net, test_source, spec, batch_size=max(cfg.batch_size, 256), device=device,
                                       precision=cfg.precision, channels_last=cfg.channels_last)
         row = {
             "epoch": epoch + 1, "lr": last_lr,
@@ -444,10 +480,12 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
             "images_per_s": seen / train_seconds,
         }
         rows.append(row)
+        rng = rng_state(device)
         run.save_checkpoint({
             "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "trajectory": trajectory,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng_state(device), "log": rows,
+            "scheduler": scheduler.state_dict(), "rng": rng, "log": rows,
+            **({"rng_ranks": distributed.all_gather_objects(rng)} if world > 1 else {}),
         })
         run.write_log(rows)
         if log is not None:
@@ -459,6 +497,7 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
         "test_nll": final["test_nll"], "subset": cfg.subset, "eval_subset": cfg.eval_subset,
         "data_fingerprint": train_source.fingerprint, "precision": cfg.precision,
     })
+    distributed.barrier()  # model.pt exists for every process once train returns
     return TrainResult(
         run_dir=run.path, model_path=model_path, spec=spec, epochs=total, test_acc=final["test_acc"],
         test_nll=final["test_nll"], train_loss=final["train_loss"], train_acc=final["train_acc"],
@@ -466,33 +505,58 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
     )
 
 
+def _rank_seed(seed: int, rank: int) -> int:
+    """The RNG seed of process ``rank > 0`` of a distributed run, derived from ``(seed, rank)``."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, dtype=np.uint32)[0])
+
+
+def _rank_batches(source, spec: ModelSpec, cfg: TrainConfig, device: torch.device, epoch: int):
+    """This process's slice of every global batch of the epoch (all of it in one process)."""
+    world, rank = distributed.world_size(), distributed.rank()
+    common = dict(device=device, seed=cfg.seed, epoch=epoch, channels_last=cfg.channels_last)
+    if world == 1:
+        yield from source.train_batches(cfg.batch_size, spec.mean, spec.std, **common)
+    elif isinstance(source, ResidentImages):
+        yield from source.train_batches(cfg.batch_size, spec.mean, spec.std, rank=rank, world=world, **common)
+    else:  # streaming source without a shard option: decode the global batch, keep this rank's slice
+        steps = iterations_per_epoch(len(source), cfg.batch_size, world)
+        for _, (x, y) in zip(range(steps), source.train_batches(cfg.batch_size, spec.mean, spec.std, **common)):
+            low, high = shard_bounds(y.shape[0], rank, world)
+            yield x[low:high], y[low:high]
+
+
 def _train_epoch(net, optimizer, scheduler, source, spec: ModelSpec, cfg: TrainConfig, device: torch.device,
                  epoch: int, total: int, progress: Progress | None) -> tuple[float, float, int, float]:
-    """One pass over the training images; returns (summed loss, correct, images, lr of the last step)."""
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    """One pass over the training images; returns (summed loss, correct, images, lr of the last step), summed
+    over all processes."""
+    world = distributed.world_size()
+    used = epoch_images(len(source), cfg.batch_size, world)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, images of this process
     seen, text, start = 0, "", time.perf_counter()
-    batches = source.train_batches(cfg.batch_size, spec.mean, spec.std, device=device, seed=cfg.seed, epoch=epoch,
-                                   channels_last=cfg.channels_last)
-    for index, (x, y) in enumerate(batches):
+    for index, (x, y) in enumerate(_rank_batches(source, spec, cfg, device, epoch)):
+        global_batch = min(cfg.batch_size, used - index * cfg.batch_size)
         last_lr = optimizer.param_groups[0]["lr"]
-        batch_loss, batch_correct = train_step(net, optimizer, scheduler, x, y, precision=cfg.precision)
-        loss_sum += batch_loss.double()
-        correct += batch_correct
-        seen += y.shape[0]
+        batch_loss, batch_correct = train_step(net, optimizer, scheduler, x, y, precision=cfg.precision,
+                                               loss_scale=y.shape[0] * world / global_batch)
+        sums[0] += batch_loss.double()
+        sums[1] += batch_correct
+        sums[2] += y.shape[0]
+        seen += global_batch
         if progress is not None:
             if index % TEXT_EVERY == 0:
                 speed = seen / max(time.perf_counter() - start, 1e-9)
-                text = (f"epoch {epoch + 1}/{total} loss {loss_sum.item() / seen:.3f} "
-                        f"acc {correct.item() / seen:.1%} {speed:,.0f} img/s")
-            progress(y.shape[0], text)
-    return loss_sum.item(), correct.item(), seen, last_lr
+                text = (f"epoch {epoch + 1}/{total} loss {sums[0].item() / sums[2].item():.3f} "
+                        f"acc {sums[1].item() / sums[2].item():.1%} {speed:,.0f} img/s")
+            progress(global_batch, text)
+    loss_sum, correct, images = distributed.all_reduce_sum(sums).tolist()
+    return loss_sum, correct, int(images), last_lr
 
 
 def _check_same_trajectory(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     for key, value in current.items():
-        if saved.get(key) != value:
+        before = saved.get(key, TRAJECTORY_DEFAULTS.get(key))
+        if before != value:
             raise UserError(
-                f"cannot resume {path}: {key} was {saved.get(key)!r} and is now {value!r}; "
+                f"cannot resume {path}: {key} was {before!r} and is now {value!r}; "
                 "use the run's original setting or --force to start over"
             )

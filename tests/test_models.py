@@ -264,6 +264,41 @@ def test_fmix32_matches_python_reference():
     got = _fmix32_(torch.tensor(values, dtype=torch.int64)).tolist()
     assert got == [fmix32_python(v) for v in values]
     assert len(set(got)) == len(set(values))
+    # the int32 form (same bits in two's complement), with a length that leaves a non-vectorised tail
+    signed = [v - 2**32 if v >= 2**31 else v for v in values + [0xDEADBEEF] * 11]
+    got32 = _fmix32_(torch.tensor(signed, dtype=torch.int32)).tolist()
+    assert [g % 2**32 for g in got32] == [fmix32_python(v % 2**32) for v in signed]
+
+
+def keep_mask_python(row_key: int, layer_id: int, numel: int, p: float) -> list[bool]:
+    """keyed_keep_mask for one row on Python ints, straight from its docstring (the reference)."""
+    sa = fmix32_python((row_key >> 32) ^ fmix32_python(layer_id ^ 0x243F6A88))
+    sb = fmix32_python((row_key & 0xFFFFFFFF) ^ fmix32_python(layer_id ^ 0x85A308D3))
+    threshold = round(p * 2**32)
+    return [fmix32_python(fmix32_python((e * 0x9E3779B1) % 2**32 ^ sa) ^ sb) >= threshold for e in range(numel)]
+
+
+def test_keyed_keep_mask_matches_python_reference():
+    keys = mc_row_keys(5, torch.tensor([0, 1, 99, 123456]), torch.tensor([0, 3, 7, 49]))
+    got = keyed_keep_mask(keys, layer_id=6, numel=1000, p=0.3)
+    for row, key in enumerate(keys.tolist()):
+        assert got[row].tolist() == keep_mask_python(key, 6, 1000, 0.3)
+    assert keyed_keep_mask(keys, 6, 10, 0.0).all() and not keyed_keep_mask(keys, 6, 10, 1 - 2**-40).any()
+
+
+def test_keyed_dropout_applies_the_mask_without_and_with_autograd():
+    layer = MCDropout(0.3).eval()
+    layer.mc_enabled, layer.layer_id = True, 2
+    layer.row_keys = mc_row_keys(1, torch.arange(5), torch.zeros(5, dtype=torch.int64))
+    x = torch.randn(5, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    expected = x * keyed_keep_mask(layer.row_keys, 2, 4 * 36, 0.3).view(x.shape) / 0.7
+    with torch.inference_mode():
+        fast = layer(x)
+    torch.testing.assert_close(fast, expected, rtol=1e-6, atol=0)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    leaf = x.clone().requires_grad_()
+    layer(leaf).sum().backward()
+    torch.testing.assert_close(leaf.grad, (expected != 0).float() / 0.7)
 
 
 def test_row_keys_mix_seed_image_and_sample():

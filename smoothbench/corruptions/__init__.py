@@ -111,18 +111,19 @@ def corrupt(
     chunk = batch_size or max(1, budget // (images.shape[1] * images.shape[2]))
     source = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
     out = torch.empty(source.shape, dtype=torch.uint8, device=source.device)
+    rngs, run = LazyGenerators(seed, name, severity, start_index, n), {}
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         ctx = CorruptionContext(
-            rngs=LazyGenerators(seed, name, severity, start_index + lo, hi - lo),
+            rngs=rngs.chunk(lo, hi),
             table=params,
             severity=severity,
             device=dev,
             frost_dir=frost_dir,
+            run=run,
         )
-        x = source[lo:hi].to(dev).float().div_(255)
-        y = torch.nan_to_num(fn(x, c, ctx), nan=0.0)
-        out[lo:hi] = torch.floor(y).clamp_(0, 255).to(torch.uint8).to(out.device)
+        y = fn(source[lo:hi].to(dev), c, ctx).nan_to_num_(nan=0.0).clamp_(0, 255)
+        out[lo:hi].copy_(y.to(torch.uint8))  # truncation: floor on [0, 255]
         if progress is not None:
             progress(hi - lo, f"{name} s{severity}")
     return out if isinstance(images, torch.Tensor) else out.numpy()

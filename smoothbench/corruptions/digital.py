@@ -2,8 +2,9 @@
 and saturate (extra). Brightness is in the *weather* group (Hendrycks & Dietterich), but it shares its
 HSV code with saturate, so it lives here.
 
-``x`` is ``image / 255`` ``[N,H,W,3]``; outputs are on the 0..255 scale, clipped like the reference,
-in the reference's precision (float64; float32 for elastic_transform; PIL uint8 for pixelate, jpeg).
+The registered functions get the uint8 images ``[N,H,W,3]`` (``elastic_apply`` takes ``x = image /
+255``, float32); outputs are on the 0..255 scale, clipped like the reference, in the reference's
+precision (float64; float32 for elastic_transform; PIL uint8 for pixelate, jpeg).
 """
 
 from __future__ import annotations
@@ -27,60 +28,62 @@ from smoothbench.corruptions.registry import CorruptionContext, register_corrupt
 
 
 @register_corruption("brightness", group="weather", common=True)
-def brightness(x: torch.Tensor, c: float, ctx: CorruptionContext) -> torch.Tensor:
+def brightness(images: torch.Tensor, c: float, ctx: CorruptionContext) -> torch.Tensor:
     """HSV value + ``c`` (clipped to 1), back to RGB (skimage semantics), ``clip * 255``."""
-    hsv = rgb_to_hsv(unit_float64(x))
-    hsv[..., 2] = (hsv[..., 2] + c).clamp_(0, 1)
-    return hsv_to_rgb(hsv).clamp_(0, 1) * 255
+    hsv = rgb_to_hsv(unit_float64(images))
+    hsv[..., 2].add_(c).clamp_(0, 1)
+    return hsv_to_rgb(hsv).clamp_(0, 1).mul_(255)
 
 
 @register_corruption("contrast", group="digital", common=True)
-def contrast(x: torch.Tensor, c: float, ctx: CorruptionContext) -> torch.Tensor:
+def contrast(images: torch.Tensor, c: float, ctx: CorruptionContext) -> torch.Tensor:
     """``clip((x - m) c + m, 0, 1) * 255`` with ``m`` the per-image, per-channel mean over H, W."""
-    x = unit_float64(x)
+    x = unit_float64(images)
     means = x.mean(dim=(1, 2), keepdim=True)
-    return ((x - means) * c + means).clamp_(0, 1) * 255
+    return x.sub_(means).mul_(c).add_(means).clamp_(0, 1).mul_(255)
 
 
 @register_corruption("saturate", group="digital", common=False)
-def saturate(x: torch.Tensor, c: tuple, ctx: CorruptionContext) -> torch.Tensor:
+def saturate(images: torch.Tensor, c: tuple, ctx: CorruptionContext) -> torch.Tensor:
     """HSV saturation ``S c0 + c1`` (clipped to [0, 1]), back to RGB, ``clip * 255``."""
-    hsv = rgb_to_hsv(unit_float64(x))
-    hsv[..., 1] = (hsv[..., 1] * c[0] + c[1]).clamp_(0, 1)
-    return hsv_to_rgb(hsv).clamp_(0, 1) * 255
+    hsv = rgb_to_hsv(unit_float64(images))
+    hsv[..., 1].mul_(c[0]).add_(c[1]).clamp_(0, 1)
+    return hsv_to_rgb(hsv).clamp_(0, 1).mul_(255)
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``image / 255`` back to the exact uint8 images (the reference runs these through PIL)."""
-    return torch.round(x * 255).clamp_(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def _from_numpy(arrays: list[np.ndarray], like: torch.Tensor) -> torch.Tensor:
-    """Per-image uint8 results -> one tensor with ``like``'s device and dtype (0..255 scale)."""
-    return torch.as_tensor(np.stack(arrays)).to(device=like.device, dtype=like.dtype)
+def _from_numpy(arrays: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Per-image uint8 results -> one float32 tensor on ``device`` (0..255 scale)."""
+    return torch.as_tensor(np.stack(arrays)).to(device=device, dtype=torch.float32)
 
 
 @register_corruption("pixelate", group="digital", common=True)
-def pixelate(x: torch.Tensor, c: float, ctx: CorruptionContext) -> torch.Tensor:
+def pixelate(images: torch.Tensor, c: float, ctx: CorruptionContext) -> torch.Tensor:
     """PIL BOX resize to ``int(S c)`` pixels and back to ``S`` (per image, on CPU, as the reference)."""
-    size = x.shape[1]
+    size = images.shape[1]
     small = int(size * c)
     out = []
-    for img in _to_uint8(x):
+    for img in images.cpu().numpy():
         pil = Image.fromarray(img).resize((small, small), Image.BOX).resize((size, size), Image.BOX)
         out.append(np.asarray(pil))
-    return _from_numpy(out, x)
+    return _from_numpy(out, images.device)
 
 
 @register_corruption("jpeg_compression", group="digital", common=True)
-def jpeg_compression(x: torch.Tensor, c: int, ctx: CorruptionContext) -> torch.Tensor:
-    """PIL JPEG encode at quality ``c`` (PIL defaults otherwise) and decode (per image, on CPU)."""
+def jpeg_compression(images: torch.Tensor, c: int, ctx: CorruptionContext) -> torch.Tensor:
+    """PIL JPEG encode at quality ``c`` (PIL defaults otherwise) and decode (per image, on CPU).
+
+    The reference decodes with ``Image.open(...)`` (then ``convert('RGB')``, a copy for an RGB JPEG);
+    here PIL's JPEG decoder reads the bytes directly (``Image.frombytes(..., "jpeg", "RGB", "")``,
+    what ``Image.open`` sets up for an RGB JPEG), skipping the Python header parsing of
+    ``Image.open``: the same libjpeg decode, ~1.5x faster at 32 px.
+    """
+    size = (images.shape[2], images.shape[1])
     out = []
-    for img in _to_uint8(x):
+    for img in images.cpu().numpy():
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, "JPEG", quality=int(c))
-        out.append(np.asarray(Image.open(buf).convert("RGB")))
-    return _from_numpy(out, x)
+        out.append(np.asarray(Image.frombytes("RGB", size, buf.getvalue(), "jpeg", "RGB", "")))
+    return _from_numpy(out, images.device)
 
 
 def elastic_points(size: int) -> np.ndarray:
@@ -108,16 +111,15 @@ def elastic_apply(x: torch.Tensor, c: tuple, jitter: np.ndarray, ux: np.ndarray,
     grid = torch.arange(size, dtype=torch.float64, device=x.device)
     rows = grid[None, :, None] + disp[..., 1]
     cols = grid[None, None, :] + disp[..., 0]
-    return map_coordinates_linear(warped, rows, cols, "reflect").clamp_(0, 1) * 255
+    return map_coordinates_linear(warped, rows, cols, "reflect").clamp_(0, 1).mul_(255)
 
 
 @register_corruption("elastic_transform", group="digital", common=True)
-def elastic_transform(x: torch.Tensor, c: tuple, ctx: CorruptionContext) -> torch.Tensor:
+def elastic_transform(images: torch.Tensor, c: tuple, ctx: CorruptionContext) -> torch.Tensor:
     """Random affine jitter of three anchor points, then a smoothed random displacement field."""
-    size = x.shape[1]
-    jitter, ux, uy = [], [], []
-    for rng in ctx.rngs:
-        jitter.append(rng.uniform(-c[2], c[2], size=(3, 2)))
-        ux.append(rng.uniform(-1, 1, size=(size, size)))
-        uy.append(rng.uniform(-1, 1, size=(size, size)))
-    return elastic_apply(x, c, np.stack(jitter), np.stack(ux), np.stack(uy))
+    n, size = images.shape[0], images.shape[1]
+    jitter, fields = np.empty((n, 3, 2)), np.empty((n, 2, size, size))
+    for i, rng in enumerate(ctx.rngs):
+        jitter[i] = rng.uniform(-c[2], c[2], size=(3, 2))
+        fields[i] = rng.uniform(-1, 1, size=(2, size, size))  # ux, then uy: the reference's two draws
+    return elastic_apply(images.float().div_(255), c, jitter, fields[:, 0], fields[:, 1])

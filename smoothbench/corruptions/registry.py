@@ -12,7 +12,7 @@ corruption there, so ``names("weather")`` is snow, frost, fog, brightness, spatt
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
@@ -55,7 +55,8 @@ class CorruptionContext:
     ``rngs`` holds one generator per image of the batch (see :mod:`smoothbench.corruptions.rng`; a
     list, or from ``corrupt`` a list-like sequence that builds each generator on first use); a
     function draws image ``i``'s randomness from ``rngs[i]`` only, so results do not depend on
-    batching. ``table`` is ``"cifar"`` or ``"imagenet"``.
+    batching. ``table`` is ``"cifar"`` or ``"imagenet"``. ``run`` is shared by all the batches of one
+    ``corrupt`` call: a place for what a function loads once per call (e.g. the frost textures).
     """
 
     rngs: Sequence[np.random.Generator]
@@ -63,9 +64,11 @@ class CorruptionContext:
     severity: int
     device: torch.device
     frost_dir: str | None = None
+    run: dict = field(default_factory=dict)
 
 
-#: fn(x float32 [N,H,W,3] in [0,1] on ctx.device, params, ctx) -> float [N,H,W,3] in [0,255].
+#: fn(images uint8 [N,H,W,3] on ctx.device, params, ctx) -> float [N,H,W,3] on the 0..255 scale (the
+#: engine truncates it to uint8). Each function converts the pixels to the precision the reference uses.
 CorruptionFn = Callable[[torch.Tensor, object, CorruptionContext], torch.Tensor]
 
 

@@ -7,10 +7,9 @@ instead of numpy's unseeded global state) and the floating-point types the refer
 so that the final ``np.uint8`` truncation (done by the engine) sees the same numbers. (``brightness``,
 also a weather corruption, lives with the other HSV operations in :mod:`digital`.)
 
-Inputs are 8-bit images: ``x`` (float32 [N,H,W,3] in [0,1]) is read back as the integers
-``round(255 x)``. Single-channel random layers are drawn and smoothed on the CPU with numpy/scipy
-(the reference's own calls); everything else runs batched in torch on ``x.device``. No operation mixes
-images, so every image's result is independent of the batch it comes in.
+Inputs are the uint8 images [N,H,W,3]. Single-channel random layers are drawn and smoothed on the
+CPU with numpy/scipy (the reference's own calls); everything else runs batched in torch on the images'
+device. No operation mixes images, so every image's result is independent of the batch it comes in.
 
 The reference's spatter calls OpenCV (Canny, distanceTransform, equalizeHist, filter2D, blur) and
 snow calls ImageMagick; neither is a dependency here. Their algorithms are reimplemented below in
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from smoothbench.corruptions.frost import frost_textures
-from smoothbench.corruptions.kernels import imagemagick_to_8bit, motion_blur
+from smoothbench.corruptions.kernels import clipped_zoom_scipy, imagemagick_to_8bit, motion_blur
 from smoothbench.corruptions.registry import CorruptionContext, register_corruption
 from smoothbench.errors import UserError
 
@@ -41,11 +40,6 @@ WATER_RGB = (175, 238, 238)
 MUD_RGB = (63, 42, 20)
 
 
-def _pixels(x: torch.Tensor) -> torch.Tensor:
-    """The 8-bit values ``round(255 x)`` of the engine's float input, as float64."""
-    return torch.round(x.double() * 255.0)
-
-
 # ----------------------------------------------------------------------------------------------
 # fog
 # ----------------------------------------------------------------------------------------------
@@ -57,16 +51,26 @@ def plasma_fractal(rngs: list[np.random.Generator], mapsize: int, wibbledecay: f
     diamond sets (first the points between horizontal neighbours, then between vertical ones) the same
     with their 4 neighbours; ``w`` starts at 100 and is divided by ``wibbledecay`` after each level.
     Finally ``(map - min) / max(map - min)``. Image ``i`` draws, per level, one ``(n, n)`` uniform
-    array for the squares and one per diamond set (``n = mapsize / step``) from ``rngs[i]``.
+    array for the squares and one per diamond set (``n = mapsize / step``) from ``rngs[i]``: all of
+    them as one ``random()`` call per image, then ``U(-w, w) = -w + 2w u`` as numpy's ``uniform``
+    computes it, so the values equal those of the successive ``uniform`` calls bit for bit.
     """
     if mapsize < 2 or mapsize & (mapsize - 1):
         raise ValueError(f"plasma map size must be a power of two >= 2, got {mapsize}")
+    levels = mapsize.bit_length() - 1  # steps mapsize, .., 2
+    counts = [3 * 4**level for level in range(levels)]  # per level: squares, across, down (n*n each)
+    uniforms = np.empty((len(rngs), sum(counts)), dtype=np.float64)
+    for i, rng in enumerate(rngs):
+        rng.random(out=uniforms[i])
     maps = np.zeros((len(rngs), mapsize, mapsize), dtype=np.float64)
-    step, wibble = mapsize, 100.0
+    step, wibble, used = mapsize, 100.0, 0
 
     def wibbled_mean(total: np.ndarray) -> np.ndarray:
-        draws = np.stack([rng.uniform(-wibble, wibble, total.shape[1:]) for rng in rngs])
-        return total / 4 + wibble * draws
+        nonlocal used
+        size = total.shape[1] * total.shape[2]
+        u = uniforms[:, used : used + size].reshape(total.shape)
+        used += size
+        return total / 4 + wibble * (-wibble + (wibble - -wibble) * u)
 
     while step >= 2:
         half = step // 2
@@ -95,7 +99,7 @@ def plasma_size(table: str, height: int, width: int) -> int:
 
 
 @register_corruption("fog", group="weather", common=True)
-def fog(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
+def fog(images: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
     """Fog: a plasma-fractal haze added, then the contrast scaled back.
 
     With ``p = x/255`` (float64), ``m = max(p)`` over the whole image and ``P`` the top-left HxW of a
@@ -103,11 +107,11 @@ def fog(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
     ``out = 255 * clip((p + a P) * m / (m + a), 0, 1)``.
     """
     strength, decay = params
-    n, h, w, _ = x.shape
+    n, h, w, _ = images.shape
     plasma = plasma_fractal(ctx.rngs, plasma_size(ctx.table, h, w), decay)[:, :h, :w]
-    p = _pixels(x) / 255.0
+    p = images.double() / 255.0
     peak = p.amax(dim=(1, 2, 3), keepdim=True)
-    p = p + strength * torch.from_numpy(np.ascontiguousarray(plasma)).to(x.device)[..., None]
+    p = p + strength * torch.from_numpy(np.ascontiguousarray(plasma)).to(images.device)[..., None]
     return torch.clamp(p * peak / (peak + strength), 0, 1) * 255
 
 
@@ -128,7 +132,7 @@ def frost_draw(rng: np.random.Generator, textures: list[np.ndarray], height: int
 
 
 @register_corruption("frost", group="weather", common=True)
-def frost(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
+def frost(images: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
     """Frost: a random crop of a frost texture blended in.
 
     ``out = clip(a * x8 + b * T[top:top+H, left:left+W], 0, 255)`` (float64), with ``x8`` the 8-bit
@@ -137,33 +141,21 @@ def frost(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tenso
     :func:`frost_draw`.
     """
     image_weight, frost_weight = params
-    n, h, w, _ = x.shape
-    textures = frost_textures(ctx.frost_dir, table=ctx.table)
+    n, h, w, _ = images.shape
+    if "frost_textures" not in ctx.run:  # resolving and checking the folder costs ~0.2 ms: once per call
+        ctx.run["frost_textures"] = frost_textures(ctx.frost_dir, table=ctx.table)
+    textures = ctx.run["frost_textures"]
     crops = []
     for rng in ctx.rngs:
         index, top, left = frost_draw(rng, textures, h, w)
         crops.append(textures[index][top : top + h, left : left + w])
-    layer = torch.from_numpy(np.stack(crops)).to(x.device, torch.float64)
-    return torch.clamp(image_weight * _pixels(x) + frost_weight * layer, 0, 255)
+    layer = torch.from_numpy(np.stack(crops)).to(images.device, torch.float64)
+    return torch.clamp(image_weight * images.double() + frost_weight * layer, 0, 255)
 
 
 # ----------------------------------------------------------------------------------------------
 # snow
 # ----------------------------------------------------------------------------------------------
-def clipped_zoom_layers(layers: np.ndarray, factor: float) -> np.ndarray:
-    """The reference's ``clipped_zoom`` on single-channel layers [N, S, S] (batch axis untouched).
-
-    Crop the centre ``ceil(S / factor)`` square (top-left at ``(S - ch) // 2``), zoom it with
-    ``scipy.ndimage.zoom(order=1)`` and trim the centre S x S (top-left at ``(out - S) // 2``).
-    """
-    side = layers.shape[1]
-    crop = int(np.ceil(side / factor))
-    top = (side - crop) // 2
-    zoomed = ndi.zoom(layers[:, top : top + crop, top : top + crop], (1, factor, factor), order=1)
-    trim = (zoomed.shape[1] - side) // 2
-    return zoomed[:, trim : trim + side, trim : trim + side]
-
-
 _GRAY_R, _GRAY_G, _GRAY_B = (float(np.float32(c)) for c in (0.299, 0.587, 0.114))
 
 
@@ -180,12 +172,13 @@ def gray_cv2(p: torch.Tensor) -> torch.Tensor:
 
 
 @register_corruption("snow", group="weather", common=True)
-def snow(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
+def snow(images: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
     """Snow: a zoomed, thresholded, motion-blurred noise layer added twice (once rotated 180°).
 
     Per image: ``L ~ N(loc, scale)`` of shape HxW, then an angle ``~ U(-135, -45)``. ``L`` goes
-    through :func:`clipped_zoom_layers`, values below the threshold become 0, and it is stored as an
-    8-bit grey image ``uint8(255 clip(L, 0, 1))``, motion-blurred (ImageMagick, via
+    through the reference's ``clipped_zoom`` (scipy's arithmetic bit for bit:
+    :func:`~smoothbench.corruptions.kernels.clipped_zoom_scipy`), values below the threshold become 0,
+    and it is stored as an 8-bit grey image ``uint8(255 clip(L, 0, 1))``, motion-blurred (ImageMagick, via
     :func:`~smoothbench.corruptions.kernels.motion_blur`) and read back as 8 bits
     (:func:`~smoothbench.corruptions.kernels.imagemagick_to_8bit`): ``S``. With
     ``p = x/255`` (float32) and image weight ``c``:
@@ -193,18 +186,17 @@ def snow(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor
     ``out = 255 clip(q + S/255 + rot180(S)/255, 0, 1)`` (float64).
     """
     loc, scale, zoom, threshold, radius, sigma, weight = params
-    n, h, w, _ = x.shape
-    layers, angles = [], []
-    for rng in ctx.rngs:
-        layers.append(rng.normal(loc, scale, size=(h, w)))
-        angles.append(rng.uniform(*SNOW_ANGLES))
-    layer = clipped_zoom_layers(np.stack(layers), zoom)
-    layer[layer < threshold] = 0
-    grey = (np.clip(layer, 0, 1) * 255).astype(np.uint8)
-    grey_t = torch.from_numpy(grey).to(x.device, torch.float64)[..., None]
-    blurred = motion_blur(grey_t, radius, sigma, torch.tensor(angles, dtype=torch.float64))
+    n, h, w, _ = images.shape
+    layers, angles = np.empty((n, h, w)), np.empty(n)
+    for i, rng in enumerate(ctx.rngs):
+        layers[i] = rng.normal(loc, scale, size=(h, w))
+        angles[i] = rng.uniform(*SNOW_ANGLES)
+    layer = clipped_zoom_scipy(torch.from_numpy(layers).to(images.device), zoom)
+    layer = torch.where(layer < threshold, 0.0, layer)
+    grey = torch.floor(layer.clamp_(0, 1) * 255)  # np.uint8 truncation of values in [0, 255]
+    blurred = motion_blur(grey[..., None], radius, sigma, torch.from_numpy(angles))
     flakes = imagemagick_to_8bit(blurred) / 255.0
-    p = _pixels(x).float() / 255.0
+    p = images.float() / 255.0
     p = weight * p + (1 - weight) * torch.maximum(p, gray_cv2(p)[..., None] * 1.5 + 0.5)
     out = p.double() + flakes + torch.flip(flakes, dims=(1, 2))
     return torch.clamp(out, 0, 1) * 255
@@ -215,12 +207,9 @@ def snow(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor
 # ----------------------------------------------------------------------------------------------
 _TG22 = 13573  # OpenCV Canny: round(tan(22.5°) * 2^15)
 _CANNY_SHIFT = 15
-#: OpenCV distanceTransform(DIST_L2, 5): the forward-pass neighbours (row, col offset) of the 5x5
-#: chamfer mask besides the left one, with their float32 step costs 1, 1.4 and 2.1969.
-_CHAMFER_UP = (
-    (-2, -1, 2.1969), (-2, 1, 2.1969), (-1, -2, 2.1969), (-1, -1, 1.4),
-    (-1, 0, 1.0), (-1, 1, 1.4), (-1, 2, 2.1969),
-)  # fmt: skip
+#: OpenCV distanceTransform(DIST_L2, 5): float32 steps of the 5x5 chamfer mask (4-neighbour,
+#: diagonal, knight move).
+_CHAMFER_STEPS = (np.float32(1.0), np.float32(1.4), np.float32(2.1969))
 
 
 def canny(image: torch.Tensor, low: int, high: int) -> torch.Tensor:
@@ -278,26 +267,48 @@ def chamfer_distance(edges: torch.Tensor, cap: float) -> torch.Tensor:
     IPP path of OpenCV builds): top-down, each row first takes ``min(d, d[up-neighbour] + cost)`` over
     the 7 neighbours of the two rows above, then the left-to-right run ``d[j] = min(d[j], d[j-1] + 1)``;
     then the mirror image bottom-up. Rows are processed one at a time, vectorised over images and
-    columns; the in-row run is a cumulative minimum of ``d[k] - k`` (in float64, so exact) plus ``j``.
-    Values above ``cap`` are clamped, which cannot change any distance below it.
+    columns; neighbours with the same step are minimised before the step is added (float32 rounding
+    is monotone, so this is the same number), and the in-row run is a cumulative minimum of
+    ``d[k] - k`` (in float64, so exact) plus ``j``. Values above ``cap`` are clamped, which cannot
+    change any distance below it. Computed with numpy on the CPU: the 2H sequential row steps are
+    many tiny operations, and numpy's per-call cost is a fraction of torch's.
     """
-    limit = float(np.ceil(cap) + 3.0)
+    one, diagonal, knight = _CHAMFER_STEPS
+    limit = np.float32(np.ceil(cap) + 3.0)
     n, h, w = edges.shape
-    dist = F.pad(torch.where(edges, 0.0, limit).to(torch.float32), (2, 2, 2, 2), value=limit)
-    cols = torch.arange(w, dtype=torch.float64, device=edges.device)
-    for rows, sign in ((range(2, h + 2), 1), (range(h + 1, 1, -1), -1)):
-        for r in rows:
-            best = dist[:, r, 2 : w + 2]
-            for dr, dc, cost in _CHAMFER_UP:
-                c0 = 2 + sign * dc
-                best = torch.minimum(best, dist[:, r + sign * dr, c0 : c0 + w] + float(np.float32(cost)))
-            best = best.double()
-            if sign == 1:
-                run = torch.cummin(best - cols, dim=1).values + cols
-            else:
-                run = torch.cummin((best + cols).flip(1), dim=1).values.flip(1) - cols
-            dist[:, r, 2 : w + 2] = run.float().clamp_(max=limit)
-    return dist[:, 2 : h + 2, 2 : w + 2].clamp(max=cap)
+    dist = np.full((h + 4, n, w + 4), limit, dtype=np.float32)  # row-major over rows: each row step is contiguous
+    dist[2 : h + 2, :, 2 : w + 2][edges.cpu().numpy().transpose(1, 0, 2)] = 0.0
+    cols = np.arange(w, dtype=np.float64)
+    step = np.empty((n, w), dtype=np.float32)
+    run = np.empty((n, w), dtype=np.float64)
+
+    def relax(r: int, near: np.ndarray, far: np.ndarray, forward: bool) -> None:
+        """Row ``r`` from the adjacent row ``near`` and the next one ``far`` (both padded), then its run."""
+        cur = dist[r, :, 2 : w + 2]
+        np.minimum(cur, np.add(near[:, 2 : w + 2], one, out=step), out=cur)
+        np.minimum(near[:, 1 : w + 1], near[:, 3 : w + 3], out=step)
+        np.minimum(cur, np.add(step, diagonal, out=step), out=cur)
+        np.minimum(near[:, 0:w], near[:, 4 : w + 4], out=step)
+        np.minimum(step, far[:, 1 : w + 1], out=step)
+        np.minimum(step, far[:, 3 : w + 3], out=step)
+        np.minimum(cur, np.add(step, knight, out=step), out=cur)
+        if forward:
+            np.subtract(cur, cols, out=run)
+            np.minimum.accumulate(run, axis=1, out=run)
+            np.add(run, cols, out=run)
+        else:
+            np.add(cur, cols, out=run)
+            backwards = run[:, ::-1]
+            np.minimum.accumulate(backwards, axis=1, out=backwards)
+            np.subtract(run, cols, out=run)
+        np.minimum(run, limit, out=cur, casting="unsafe")
+
+    for r in range(2, h + 2):
+        relax(r, dist[r - 1], dist[r - 2], True)
+    for r in range(h + 1, 1, -1):
+        relax(r, dist[r + 1], dist[r + 2], False)
+    inner = np.minimum(dist[2 : h + 2, :, 2 : w + 2], np.float32(cap)).transpose(1, 0, 2)
+    return torch.from_numpy(np.ascontiguousarray(inner)).to(edges.device)
 
 
 def _pad_reflect101(v: torch.Tensor) -> torch.Tensor:
@@ -378,7 +389,7 @@ def water_mask(liquid: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 @register_corruption("spatter", group="weather", common=False)
-def spatter(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
+def spatter(images: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Tensor:
     """Spatter: water drops (modes 0) or mud (mode 1) from a smoothed, thresholded noise layer.
 
     Per image ``L ~ N(loc, scale)`` (HxW), Gaussian-smoothed with ``sigma`` (scipy, ``mode='nearest'``,
@@ -398,21 +409,23 @@ def spatter(x: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Ten
     an integer and change one grey level.
     """
     loc, scale, sigma, threshold, intensity, mode = params
-    n, h, w, _ = x.shape
-    liquid = np.stack([rng.normal(loc, scale, size=(h, w)) for rng in ctx.rngs])
+    n, h, w, _ = images.shape
+    liquid = np.empty((n, h, w))
+    for i, rng in enumerate(ctx.rngs):
+        liquid[i] = rng.normal(loc, scale, size=(h, w))
     liquid = ndi.gaussian_filter(liquid, sigma=(0, sigma, sigma), mode="nearest", truncate=4.0)
     liquid[liquid < threshold] = 0
-    p = _pixels(x).float() / 255.0
+    p = images.float() / 255.0
     if mode == 0:
-        mask = water_mask(liquid, x.device)
+        mask = water_mask(liquid, images.device)
         peak = mask.amax(dim=(1, 2), keepdim=True)
         mask = (mask / peak) * intensity
-        colour = torch.tensor(WATER_RGB, dtype=torch.float64, device=x.device).div(255.0).float()
+        colour = torch.tensor(WATER_RGB, dtype=torch.float64, device=images.device).div(255.0).float()
         out = torch.clamp(p + mask[..., None] * colour, 0, 1) * 255
         return torch.where((peak > 0)[..., None], out, torch.zeros_like(out))
     blob = (liquid > threshold).astype(np.float32)
     blob = ndi.gaussian_filter(blob, sigma=(0, intensity, intensity), mode="nearest", truncate=4.0, output=np.float32)
     blob[blob < 0.8] = 0
-    m = torch.from_numpy(blob).to(x.device)[..., None]
-    colour = torch.tensor(MUD_RGB, dtype=torch.float64, device=x.device).div(255.0).float()
+    m = torch.from_numpy(blob).to(images.device)[..., None]
+    colour = torch.tensor(MUD_RGB, dtype=torch.float64, device=images.device).div(255.0).float()
     return torch.clamp(p * (1 - m) + colour * m, 0, 1) * 255

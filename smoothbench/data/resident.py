@@ -12,6 +12,7 @@ from smoothbench.data.fingerprint import array_fingerprint
 from smoothbench.data.info import NORMALIZATION
 from smoothbench.data.subset import first_indices, stratified_indices
 from smoothbench.device import to_channels_last
+from smoothbench.distributed import epoch_images, shard_bounds
 from smoothbench.errors import UserError
 
 
@@ -154,12 +155,19 @@ class ResidentImages:
         epoch: int,
         augment: bool = True,
         channels_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled ``(x, y)`` batches for one epoch; the last short batch is kept.
 
         The permutation, then the crop offsets and flips (RandomCrop(pad 4, zeros) + HFlip when
         ``augment``), are drawn per position of the epoch order from :func:`epoch_generator(seed,
         epoch) <epoch_generator>`, so they do not depend on device or batch size.
+
+        Distributed training: ``batch_size`` is the global batch; process ``rank`` of ``world`` gets its
+        contiguous slice (:func:`~smoothbench.distributed.shard_bounds`) of every global batch, with the
+        same per-image draws, so the union over ranks of step ``i`` is the one-process batch ``i``. A last
+        partial batch of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
         """
         mean, std = resolve_stats(self.name, mean, std)
         generator = epoch_generator(seed, epoch)
@@ -167,9 +175,11 @@ class ResidentImages:
         draws = draw_crop_flip(len(self), generator) if augment else None
         images, labels = self.images.to(device), self.labels.to(device)
         order = order.to(images.device)
-        for start in range(0, len(self), batch_size):
-            rows = order[start : start + batch_size]
+        used = epoch_images(len(self), batch_size, world)
+        for start in range(0, used, batch_size):
+            low, high = shard_bounds(min(batch_size, used - start), rank, world)
+            rows = order[start + low : start + high]
             x = images[rows]
             if draws is not None:
-                x = crop_flip(x, *(d[start : start + batch_size] for d in draws))
+                x = crop_flip(x, *(d[start + low : start + high] for d in draws))
             yield to_channels_last(normalize(x, mean, std), channels_last), labels[rows]
