@@ -32,9 +32,11 @@ batch and must be divisible by the process count; each process takes a contiguou
 global batch of the same per-(seed, epoch) order and augmentation draws, so the union of the slices of
 step ``i`` is the one-process batch ``i``. Each process's mean loss is scaled by ``n_local · W / n_global``
 so that DDP's gradient average is the gradient of the mean over the global batch (also for an uneven last
-batch), and the learning-rate schedule counts the same global steps. BatchNorm statistics are per process
+batch; a last batch of fewer images than processes is left out), and the learning-rate schedule counts
+the same global steps. BatchNorm statistics are per process
 unless ``sync_bn`` (then ``nn.SyncBatchNorm`` on GPUs, :class:`smoothbench.distributed.CPUSyncBatchNorm` on
-the CPU); with it a run matches the one-process run up to floating-point summation order. Dropout draws
+the CPU); with it each step equals the one-process step up to floating-point summation order (which
+BatchNorm networks amplify over many steps). Dropout draws
 differ per process (rank ``r > 0`` reseeds torch's RNG from ``(seed, r)``) and every rank's RNG state is
 checkpointed, so a distributed run resumes bit-identically on the CPU with the same process count (a
 different count is refused). Rank 0 decides the resume and broadcasts the checkpoint; only rank 0 writes
