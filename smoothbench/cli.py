@@ -129,7 +129,7 @@ def models(
 
 
 
-def eval_settings(ensembles: str, mc_samples: Optional[int], seed: int, batch_size: int, mc_chunk: int, device: str,
+def eval_settings(ensembles: str, mc_samples: Optional[int], seed: int, batch_size: int, mc_chunk: Optional[int], device: str,
                   precision: str, channels_last: bool, ece_bins: Optional[int], ece_mode: str, subset: Optional[int]):
     """Build :class:`EvalSettings` from the shared eval flags (``reference`` ECE defaults to the paper's 10 bins).
 
@@ -149,7 +149,7 @@ ENSEMBLES_OPT = typer.Option("1", "--ensembles", help="Ensemble sizes, e.g. 1,5,
 MC_SAMPLES_OPT = typer.Option(None, "--mc-samples", help="MC-dropout samples per member of a deep ensemble.")
 SEED_OPT = typer.Option(0, "--seed", help="Seed of the MC-dropout masks (results are identical for the same seed).")
 BATCH_OPT = typer.Option(256, "--batch-size", help="Images per forward pass (before repeating for MC samples).")
-CHUNK_OPT = typer.Option(8, "--mc-chunk", help="MC samples drawn in one forward by repeating the batch (bounds memory).")
+CHUNK_OPT = typer.Option(None, "--mc-chunk", help="MC samples per forward, batch repeated (default: 1 on CPU, 8 on GPU).")
 DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 PRECISION_OPT = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast).")
 CL_OPT = typer.Option(False, "--channels-last", help="Channels-last memory format (faster on GPUs).")
@@ -171,7 +171,7 @@ def eval_command(
     ece_bins: Optional[int] = BINS_OPT,
     ece_mode: str = ECE_MODE_OPT,
     batch_size: int = BATCH_OPT,
-    mc_chunk: int = CHUNK_OPT,
+    mc_chunk: Optional[int] = CHUNK_OPT,
     seed: int = SEED_OPT,
     device: str = DEVICE_OPT,
     precision: str = PRECISION_OPT,
@@ -269,7 +269,7 @@ def corrupt(
     ece_bins: Optional[int] = BINS_OPT,
     ece_mode: str = ECE_MODE_OPT,
     batch_size: int = BATCH_OPT,
-    mc_chunk: int = CHUNK_OPT,
+    mc_chunk: Optional[int] = CHUNK_OPT,
     seed: int = SEED_OPT,
     device: str = DEVICE_OPT,
     precision: str = PRECISION_OPT,
@@ -331,7 +331,7 @@ def consistency(
     ensembles: str = typer.Option("1,2,5,10", "--ensembles", help="Ensemble sizes, e.g. 1,2,5,10,50."),
     mc_samples: Optional[int] = MC_SAMPLES_OPT,
     batch_size: int = BATCH_OPT,
-    mc_chunk: int = CHUNK_OPT,
+    mc_chunk: Optional[int] = CHUNK_OPT,
     seed: int = SEED_OPT,
     device: str = DEVICE_OPT,
     precision: str = PRECISION_OPT,

@@ -38,7 +38,7 @@ class EvalSettings:
     mc_samples: int | None = None
     seed: int = 0
     batch_size: int = 256
-    mc_chunk: int = 8
+    mc_chunk: int | None = None  # None: 1 sample per forward on a CPU, 8 on a GPU (ensembles.default_mc_chunk)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
     channels_last: bool = False
