@@ -1,21 +1,25 @@
 """Corruption engine core: registry, parameter tables, seeding, noise / blur / digital corruptions and
-the shared kernels (checked against scipy, colorsys, hand-derived values and a literal replay of the
-reference's sequential glass-blur loop)."""
+the shared kernels (checked against scipy, colorsys, numpy's SeedSequence, PIL, hand-derived values
+and literal replays of the reference's sequential glass-blur loop and ImageMagick's motion-blur sum)."""
 
 from __future__ import annotations
 
 import colorsys
+import io
 import pickle
 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+from PIL import Image
+from scipy import stats
 
 from smoothbench.corruptions import PARAMS, corrupt, imagenet_preprocess, names
 from smoothbench.corruptions import kernels
 from smoothbench.corruptions.blur import glass_sources
-from smoothbench.corruptions.rng import LazyGenerators, image_generators
+from smoothbench.corruptions.noise import poisson_inverse
+from smoothbench.corruptions.rng import LazyGenerators, image_generator, image_generators, seed_words, stable_id
 from smoothbench.errors import UserError
 
 MINE = [
@@ -71,6 +75,20 @@ def test_generators_depend_only_on_image_index():
     lazy = LazyGenerators(3, "glass_blur", 2, 0, 6)
     assert len(lazy) == 6 and lazy[-2].random() == image_generators(3, "glass_blur", 2, 4, 1)[0].random()
     assert [g.random() for g in lazy[:2]] == [g.random() for g in image_generators(3, "glass_blur", 2, 0, 2)]
+    # chunks of a run share its seed words and give the same generators as the run itself
+    part = LazyGenerators(3, "glass_blur", 2, 10, 8).chunk(5, 8)
+    assert len(part) == 3 and part[1].random() == image_generators(3, "glass_blur", 2, 16, 1)[0].random()
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**40 + 3, 2**70])
+def test_vectorised_seed_words_equal_numpy_seedsequence(seed):
+    indices = np.array([0, 1, 2, 12345, 2**31, 2**32 - 1], dtype=np.uint64)
+    words = seed_words(seed, "spatter", 4, indices)
+    for i, index in enumerate(indices.tolist()):
+        expected = np.random.SeedSequence([seed, stable_id("spatter"), 4, index]).generate_state(4, np.uint64)
+        np.testing.assert_array_equal(words[i], expected)
+    lazy = LazyGenerators(seed, "spatter", 4, 2**32 - 3, 3)  # the run's last index is 2**32 - 1
+    assert lazy[2].integers(2**62) == image_generator(seed, "spatter", 4, 2**32 - 1).integers(2**62)
 
 
 # ------------------------------------------------------------------------------------------ corrupt() contract
@@ -116,6 +134,47 @@ def test_bad_input_raises_user_error(cifar):
         corrupt(cifar, "contrast", 1, device="tpu")
 
 
+# ------------------------------------------------------------------------------------------ noise draws
+def test_poisson_inverse_is_the_exact_poisson_quantile():
+    # The count of u is the smallest k with F(k) > u: scipy's quantile function wherever u is not a CDF value.
+    u = (np.arange(4000) + 0.5) / 4000
+    for c in (500, 60, 3):
+        for level in (0, 1, 77, 200, 255):
+            lam = level / 255.0 * c
+            counts = poisson_inverse(np.full(u.shape, level, np.uint8), c, u)
+            expected = stats.poisson.ppf(u, lam).astype(np.int64)
+            np.testing.assert_array_equal(counts, expected, err_msg=f"c={c} v={level}")
+
+
+def test_poisson_inverse_tails_and_distribution():
+    rng = np.random.default_rng(11)
+    tails = np.array([1e-18, 1e-9, 1 - 1e-9, 1 - 1e-12])  # far from the guide's start: the binary search
+    u = np.concatenate([rng.random(200_000), tails])
+    counts = poisson_inverse(np.full(u.shape, 200, np.uint8), 500, u)
+    lam = 200 / 255 * 500
+    np.testing.assert_array_equal(counts[-4:], stats.poisson.ppf(tails, lam))
+    observed = np.bincount(counts[:-4], minlength=int(lam * 2))
+    expected = stats.poisson.pmf(np.arange(observed.size), lam) * 200_000
+    keep = expected > 20
+    chi2 = (((observed[keep] - expected[keep]) ** 2) / expected[keep]).sum()
+    assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-3
+
+
+def test_shot_and_impulse_draw_one_stream_per_image(cifar):
+    seed, sev = 4, 3
+    c = PARAMS["cifar"]["shot_noise"][sev - 1]
+    out = corrupt(cifar[:3], "shot_noise", sev, seed=seed, start_index=2)
+    for i, rng in enumerate(image_generators(seed, "shot_noise", sev, 2, 3)):
+        counts = poisson_inverse(cifar[i], c, rng.random(cifar[i].shape))
+        np.testing.assert_array_equal(out[i], np.uint8(np.clip(counts / c, 0, 1) * 255))
+    amount = PARAMS["cifar"]["impulse_noise"][sev - 1]
+    out = corrupt(cifar[:3], "impulse_noise", sev, seed=seed)
+    for i, rng in enumerate(image_generators(seed, "impulse_noise", sev, 0, 3)):
+        flip, salt = rng.random(cifar[i].shape), rng.random(cifar[i].shape)  # the reference's two draws, in order
+        expected = np.where(flip <= amount, np.where(salt <= 0.5, 1.0, 0.0), cifar[i] / 255.0)
+        np.testing.assert_array_equal(out[i], np.uint8(expected * 255))
+
+
 # ------------------------------------------------------------------------------------------ hand-checked values
 def test_contrast_and_brightness_hand_values():
     img = np.zeros((1, 32, 32, 3), np.uint8)
@@ -130,6 +189,16 @@ def test_contrast_and_brightness_hand_values():
     assert tuple(corrupt(colour, "brightness", 5)[0, 7, 9]) == (255, 127, 63)
 
 
+def test_jpeg_equals_pil_save_and_open(cifar):
+    for sev in (1, 5):
+        quality = PARAMS["cifar"]["jpeg_compression"][sev - 1]
+        out = corrupt(cifar, "jpeg_compression", sev)
+        for img, got in zip(cifar, out):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, "JPEG", quality=quality)
+            np.testing.assert_array_equal(got, np.asarray(Image.open(buf).convert("RGB")))
+
+
 def test_pixelate_known_pattern_imagenet():
     rng = np.random.default_rng(0)
     blocks = rng.integers(0, 240, size=(112, 112, 3))
@@ -137,6 +206,32 @@ def test_pixelate_known_pattern_imagenet():
     img = (np.repeat(np.repeat(blocks, 2, 0), 2, 1) + np.tile(offsets, (112, 112))[..., None]).astype(np.uint8)
     out = corrupt(img[None], "pixelate", 2, params="imagenet")[0]  # 224 -> 112 -> 224 (BOX)
     np.testing.assert_array_equal(out, np.repeat(np.repeat(blocks + 3, 2, 0), 2, 1))
+
+
+def _literal_motion_blur(img: np.ndarray, radius: float, sigma: float, angle: float) -> np.ndarray:
+    """ImageMagick's motion-blur sum written out pixel by pixel: taps k_i at the rounded offsets, edge pixels
+    repeated outside the image."""
+    k = kernels.motion_taps(radius, sigma)
+    dx, dy = kernels.motion_offsets(len(k), np.array([angle]))
+    h, w = img.shape[:2]
+    out = np.zeros_like(img)
+    for y in range(h):
+        for x in range(w):
+            for t in range(len(k)):
+                out[y, x] += k[t] * img[min(max(y + dy[0, t], 0), h - 1), min(max(x + dx[0, t], 0), w - 1)]
+    return out
+
+
+def test_motion_blur_batched_windows_equal_literal_sum_and_per_image_path(monkeypatch):
+    rng = np.random.default_rng(5)
+    imgs = rng.random((4, 12, 10, 2))
+    angles = np.array([-170.0, -100.0, 3.0, 44.0])  # perturbation, snow and motion-blur ranges: all pad sides
+    batched = kernels.motion_blur(torch.from_numpy(imgs), 5, 2.0, torch.from_numpy(angles)).numpy()
+    for i in range(4):
+        np.testing.assert_allclose(batched[i], _literal_motion_blur(imgs[i], 5, 2.0, angles[i]), rtol=0, atol=1e-12)
+    monkeypatch.setattr(kernels, "_MOTION_GATHER_PIXELS", 0)  # the image-by-image path of large images
+    per_image = kernels.motion_blur(torch.from_numpy(imgs), 5, 2.0, torch.from_numpy(angles)).numpy()
+    np.testing.assert_array_equal(per_image, batched)
 
 
 def test_motion_blur_of_one_bright_pixel_spreads_along_the_angle():
@@ -247,6 +342,11 @@ def test_map_coordinates_and_filter2d_match_scipy():
         ours = kernels.filter2d(torch.from_numpy(img), kk, "mirror")[0].numpy()
         ref = ndi.correlate(img[0, ..., 0], kk, mode="mirror")
         np.testing.assert_allclose(ours[..., 0], ref, atol=1e-10)
+    # ImageNet's largest defocus disk: the padded size 244 is FFT'd at the fast size 250
+    disk = kernels.disk_kernel(10, 0.5)
+    big_img = rng.random((1, 224, 224, 1))
+    ours = kernels.filter2d(torch.from_numpy(big_img), disk, "mirror")[0, ..., 0].numpy()
+    np.testing.assert_allclose(ours, ndi.correlate(big_img[0, ..., 0], disk.astype(np.float64), mode="mirror"), atol=1e-12)
 
 
 def test_hsv_matches_colorsys_and_round_trips():

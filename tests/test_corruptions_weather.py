@@ -11,12 +11,13 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 import torch
 from PIL import Image
 
 from smoothbench.corruptions import PARAMS, corrupt, imagenet_preprocess
 from smoothbench.corruptions import frost as frost_mod
-from smoothbench.corruptions import weather
+from smoothbench.corruptions import kernels, weather
 from smoothbench.corruptions.rng import image_generators
 from smoothbench.errors import UserError
 
@@ -98,6 +99,19 @@ def test_fog_formula_on_one_image(cifar):
 
 
 # ------------------------------------------------------------------------------------------ frost
+def test_frost_textures_are_loaded_once_per_call(cifar, frost_dir, monkeypatch):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return frost_mod.frost_textures(*args, **kwargs)
+
+    monkeypatch.setattr(weather, "frost_textures", counting)
+    out = corrupt(cifar, "frost", 3, seed=2, frost_dir=str(frost_dir), batch_size=2)
+    assert len(calls) == 1  # 3 batches, one folder check
+    np.testing.assert_array_equal(out, corrupt(cifar, "frost", 3, seed=2, frost_dir=str(frost_dir)))
+
+
 def test_frost_draws_only_frost1_to_5(frost_dir):
     textures = frost_mod.frost_textures(str(frost_dir), table="cifar")
     assert len(textures) == 6
@@ -164,6 +178,19 @@ def test_snow_on_black_image_is_symmetric_with_hand_floor():
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
 
 
+@pytest.mark.parametrize("table,side", [("cifar", 32), ("imagenet", 224)])
+def test_snow_zoom_is_scipy_zoom_bit_for_bit(table, side):
+    layers = np.random.default_rng(side).normal(0.3, 0.3, (4 if side == 32 else 1, side, side))
+    for params in PARAMS[table]["snow"]:
+        factor = params[2]
+        crop = int(np.ceil(side / factor))
+        top = (side - crop) // 2
+        zoomed = ndi.zoom(layers[:, top : top + crop, top : top + crop], (1, factor, factor), order=1)
+        trim = (zoomed.shape[1] - side) // 2
+        expected = zoomed[:, trim : trim + side, trim : trim + side]
+        np.testing.assert_array_equal(kernels.clipped_zoom_scipy(torch.from_numpy(layers), factor).numpy(), expected)
+
+
 # ------------------------------------------------------------------------------------------ spatter
 def test_spatter_water_only_brightens_and_mud_pulls_towards_brown(cifar):
     water = corrupt(cifar, "spatter", 2, seed=0).astype(int)
@@ -198,6 +225,38 @@ def test_chamfer_distance_by_hand():
     assert d[4, 8] == 4 and d[0, 0] == f(1.4) + f(1.4) + f(1.4) + f(1.4)  # accumulated step by step
     assert torch.equal(weather.chamfer_distance(edges, 2.0)[0].amax(), torch.tensor(2.0))
     assert (weather.chamfer_distance(torch.zeros(1, 5, 5, dtype=torch.bool), 20.0) == 20).all()
+
+
+def _literal_chamfer(edges: np.ndarray, cap: float) -> np.ndarray:
+    """The two raster passes pixel by pixel: each pixel takes its 7 neighbours of the two rows before it
+    (float32 steps), then the in-row run min(d[j], d[j-1] + 1) (exact), then the mirrored pass."""
+    f = np.float32
+    steps = {(-2, -1): f(2.1969), (-2, 1): f(2.1969), (-1, -2): f(2.1969), (-1, -1): f(1.4), (-1, 0): f(1.0),
+             (-1, 1): f(1.4), (-1, 2): f(2.1969)}
+    limit = f(np.ceil(cap) + 3)
+    h, w = edges.shape
+    d = np.where(edges, f(0), limit).astype(np.float32)
+    for rows, cols, sign in ((range(h), range(w), 1), (range(h - 1, -1, -1), range(w - 1, -1, -1), -1)):
+        for y in rows:
+            for x in cols:
+                for (dy, dx), step in steps.items():
+                    yy, xx = y + sign * dy, x + sign * dx
+                    if 0 <= yy < h and 0 <= xx < w:
+                        d[y, x] = min(d[y, x], f(d[yy, xx] + step))
+            run = np.inf
+            for x in cols:
+                run = min(float(d[y, x]), run + 1.0)
+                d[y, x] = min(f(run), limit)
+    return np.minimum(d, f(cap))
+
+
+def test_chamfer_distance_equals_literal_two_passes():
+    edges = np.random.default_rng(3).random((3, 11, 14)) < 0.04
+    edges[2] = False
+    edges[2, 0, 13] = True  # a single far corner: long runs in both passes
+    ours = weather.chamfer_distance(torch.from_numpy(edges), 5.0).numpy()
+    for i in range(3):
+        np.testing.assert_array_equal(ours[i], _literal_chamfer(edges[i], 5.0))
 
 
 def test_equalize_hist_box_and_emboss_by_hand():

@@ -123,7 +123,7 @@ def corrupt(
             run=run,
         )
         y = fn(source[lo:hi].to(dev), c, ctx).nan_to_num_(nan=0.0).clamp_(0, 255)
-        out[lo:hi].copy_(y.to(torch.uint8))  # truncation: floor on [0, 255]
+        out[lo:hi].copy_(y)  # conversion to uint8 truncates: floor on [0, 255]
         if progress is not None:
             progress(hi - lo, f"{name} s{severity}")
     return out if isinstance(images, torch.Tensor) else out.numpy()

@@ -34,7 +34,7 @@ import scipy.fft
 import torch
 
 _MAX_TAPS = 65
-#: Up to this many pixels per image, motion blur gathers all images' windows per tap (faster below ~64x64).
+#: Up to this many pixels per image, motion blur on CPU gathers all windows of a tap at once (faster < 64x64).
 _MOTION_GATHER_PIXELS = 64 * 64
 
 
@@ -136,9 +136,10 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angles_deg: torch.
     windows and summed tap by tap (``acc += k_i * window_i``, the same operation for every pixel, so
     each image's result is bit-identical whatever the batch). Small images: each tap gathers the
     window of every image at once (``index_select`` on a strided view of all windows; per-image Python
-    work would dominate at 32 px); large ones: image by image, windows as views. Returns float in the
-    units of ``x`` without rounding; pass the result (scaled to 0..255) through
-    :func:`imagemagick_to_8bit` to get what the reference reads back from ImageMagick's PNG.
+    work would dominate at 32 px), as do all images on a GPU (few large kernels); large ones on CPU:
+    image by image, windows as views (cache-friendlier). Returns float in the units of ``x`` without
+    rounding; pass the result (scaled to 0..255) through :func:`imagemagick_to_8bit` to get what the
+    reference reads back from ImageMagick's PNG.
     """
     n, h, w, c = x.shape
     k = motion_taps(radius, sigma).tolist()
@@ -148,7 +149,7 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angles_deg: torch.
     hp, wp = padded.shape[1], padded.shape[2]
     rows, cols = top + dy, left + dx  # [N, taps]: top-left of each window in the padded image
     out = torch.zeros_like(x)
-    if h * w <= _MOTION_GATHER_PIXELS:
+    if h * w <= _MOTION_GATHER_PIXELS or x.device.type != "cpu":
         # windows[s] = the h x w window whose top-left is flat padded pixel s (a view, no copy).
         count = n * hp * wp - (h - 1) * wp - (w - 1)
         windows = padded.reshape(-1).as_strided((count, h, w, c), (c, wp * c, c, 1))
@@ -201,7 +202,9 @@ def filter_matrix(n: int, weights: np.ndarray, mode: str) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _filter_matrix_tensor(n: int, weights: tuple[float, ...], mode: str, dtype: torch.dtype, device: str) -> torch.Tensor:
+def _filter_matrix_tensor(
+    n: int, weights: tuple[float, ...], mode: str, dtype: torch.dtype, device: str
+) -> torch.Tensor:
     """:func:`filter_matrix` as a tensor, cached (building it for a 1000-tap kernel costs ~10 ms)."""
     return torch.as_tensor(filter_matrix(n, np.asarray(weights), mode), dtype=dtype, device=device)
 
@@ -442,7 +445,9 @@ _ZOOM_ROWS = 32
 
 
 @lru_cache(maxsize=32)
-def _zoom_1d(h: int, zooms: tuple[float, ...], device: str, dtype: torch.dtype) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+def _zoom_1d(
+    h: int, zooms: tuple[float, ...], device: str, dtype: torch.dtype
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """The 1-D zooms as sparse operators: per block of ``_ZOOM_ROWS`` output rows ``r``, the rows ``r`` of
     every zoom stacked ``[A_1[r]; ...; A_Z[r]]`` ``(Z*m, h)``; and ``[A_1 | ... | A_Z]`` ``(h, Z*h)``."""
     src, wts = _zoom_taps(h, zooms)
@@ -450,9 +455,10 @@ def _zoom_1d(h: int, zooms: tuple[float, ...], device: str, dtype: torch.dtype) 
     for lo in range(0, h, _ZOOM_ROWS):
         m = min(_ZOOM_ROWS, h - lo)
         local = np.repeat(np.arange(m), 2)
-        blocks.append(_csr(np.concatenate([z * m + local for z in range(len(zooms))]),
-                           np.concatenate([s[lo : lo + m].reshape(-1) for s in src]),
-                           np.concatenate([w[lo : lo + m].reshape(-1) for w in wts]), (len(zooms) * m, h), device).to(dtype))
+        rows = np.concatenate([z * m + local for z in range(len(zooms))])
+        cols = np.concatenate([s[lo : lo + m].reshape(-1) for s in src])
+        vals = np.concatenate([w[lo : lo + m].reshape(-1) for w in wts])
+        blocks.append(_csr(rows, cols, vals, (len(zooms) * m, h), device).to(dtype))
     out_idx = np.repeat(np.arange(h), 2)
     side = _csr(np.tile(out_idx, len(zooms)), np.concatenate([z * h + s.reshape(-1) for z, s in enumerate(src)]),
                 np.concatenate([w.reshape(-1) for w in wts]), (h, len(zooms) * h), device).to(dtype)
@@ -556,8 +562,8 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     where max = min.
     """
     r, g, b = x.unbind(-1)
-    v = x.amax(-1)
-    delta = v - x.amin(-1)
+    v = torch.maximum(torch.maximum(r, g), b)
+    delta = v - torch.minimum(torch.minimum(r, g), b)
     flat = delta == 0
     safe = torch.where(flat, torch.ones_like(delta), delta)
     s = torch.where(flat, torch.zeros_like(delta), delta / torch.where(v == 0, torch.ones_like(v), v))
@@ -582,4 +588,5 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     f = h * 6 - hi
     cands = torch.stack([v, v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)], -1)
     lut = torch.tensor(_HSV_SECTORS, device=x.device)
-    return torch.gather(cands, -1, lut[torch.remainder(hi, 6).long()])
+    sector = hi.long().remainder_(6)  # hi is integer-valued: the same as the float remainder
+    return torch.gather(cands, -1, lut.index_select(0, sector.reshape(-1)).reshape(*sector.shape, 3))

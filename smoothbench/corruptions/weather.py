@@ -109,10 +109,10 @@ def fog(images: torch.Tensor, params: tuple, ctx: CorruptionContext) -> torch.Te
     strength, decay = params
     n, h, w, _ = images.shape
     plasma = plasma_fractal(ctx.rngs, plasma_size(ctx.table, h, w), decay)[:, :h, :w]
-    p = images.double() / 255.0
+    p = images.double().div_(255.0)
     peak = p.amax(dim=(1, 2, 3), keepdim=True)
-    p = p + strength * torch.from_numpy(np.ascontiguousarray(plasma)).to(images.device)[..., None]
-    return torch.clamp(p * peak / (peak + strength), 0, 1) * 255
+    haze = torch.from_numpy(np.ascontiguousarray(plasma)).to(images.device).mul_(strength)
+    return p.add_(haze[..., None]).mul_(peak).div_(peak + strength).clamp_(0, 1).mul_(255)
 
 
 # ----------------------------------------------------------------------------------------------
