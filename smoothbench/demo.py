@@ -26,11 +26,11 @@ class DemoSettings:
     width: int = 8
     epochs: int = 5
     train_subset: int | None = None
-    eval_subset: int = 500
+    eval_subset: int = 400
     ensembles: tuple[int, ...] = (1, 5, 20)
     corruptions: tuple[str, ...] = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
     severities: tuple[int, ...] = (1, 3, 5)
-    corrupt_subset: int = 300
+    corrupt_subset: int = 200
     seed: int = 0
     force: bool = False
 
