@@ -36,33 +36,19 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
+
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from smoothbench.data import NORMALIZATION, get_dataset
-from smoothbench.device import resolve_device, to_channels_last
+from smoothbench.device import resolve_device
 from smoothbench.ensembles import default_mc_chunk, predict
 from smoothbench.models.registry import create_model
+from paper_style import PILImages  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class PILImages(Dataset):
-    """A torchvision-style dataset: ``(transform(PIL image), label)`` per index, like ``datasets.CIFAR10``."""
-
-    def __init__(self, images_nhwc: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
-        self.images, self.labels, self.transform = images_nhwc, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
 def load_source(args):

@@ -25,31 +25,17 @@ import itertools
 import time
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from smoothbench.data import NORMALIZATION, get_dataset
 from smoothbench.device import resolve_device, to_channels_last
 from smoothbench.models.registry import create_model
 from smoothbench.train import train_step
+from paper_style import PILImages  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 BATCH = 128
-
-
-class PILImages(Dataset):
-    """A torchvision-style dataset: ``(transform(PIL image), label)`` per index, like ``datasets.CIFAR10``."""
-
-    def __init__(self, images_nhwc: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
-        self.images, self.labels, self.transform = images_nhwc, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
 def make_model(width: int | None, device: torch.device) -> torch.nn.Module:

@@ -282,8 +282,6 @@ def corrupt(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Corruption sweep: one row per (model, corruption, severity, ensemble size), then cAcc/cNLL/cECE and mCE."""
-    import pandas as pd
-
     from smoothbench import results
     from smoothbench.sweeps import CorruptionSweep, corruption_sweep, load_members
 

@@ -102,7 +102,7 @@ def elastic_apply(x: torch.Tensor, c: tuple, jitter: np.ndarray, ux: np.ndarray,
     3. ``map_coordinates(image, (i + dy, j + dx), order=1, mode='reflect')``, then ``clip * 255``.
     """
     alpha, sigma, _ = c
-    n, size = x.shape[0], x.shape[1]
+    size = x.shape[1]
     pts = elastic_points(size)
     matrices = affine_transform_3pts(pts, pts[None] + jitter.astype(np.float32))
     warped = warp_affine_cv2(x, matrices, "mirror")
