@@ -104,7 +104,7 @@ def refuse_overwrite(path: Optional[Path], force: bool, what: str) -> None:
 
 
 EVAL_COLUMNS = ["model", "ensemble_size", "acc", "nll", "ece", "brier", "top5", "auroc_misclf"]
-PERCENT = ("acc", "ece", "top5", "acc_90", "unc_90", "freq_90", "cAcc", "cECE")
+PERCENT = ("acc", "ece", "top5", "acc_90", "unc_90", "freq_90", "cAcc", "cECE", "clean_acc", "mCE", "relative_mCE", "mCNLL", "mCECE")
 
 
 # ----------------------------------------------------------------------------------------------------------
