@@ -17,6 +17,15 @@ SHARED = ROOT.parent / "shared"
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (as in every launched process): two are slower on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def cifar10_dir() -> Path:
     """Folder holding ``cifar-10-batches-py`` (the shared JPEG-lossy copy, materialised by ``make test``)."""

@@ -22,13 +22,7 @@ class Killed(Exception):
     """Stands in for a crash or Ctrl-C at a chosen moment of a run."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: several times faster than two on a shared, busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(out, **changes) -> TrainConfig:
