@@ -41,8 +41,17 @@ differ per process (rank ``r > 0`` reseeds torch's RNG from ``(seed, r)``) and e
 checkpointed, so a distributed run resumes bit-identically on the CPU with the same process count (a
 different count is refused). Rank 0 decides the resume and broadcasts the checkpoint; only rank 0 writes
 files and reports progress; validation is sharded over the processes and summed. Streaming sources
-(ImageNet folders) have no shard option yet: every process decodes the whole global batch and keeps its
-slice.
+(ImageNet folders) shard the same way: each process's DataLoader decodes only its slice of every global
+batch.
+
+Profile: :attr:`TrainResult.timings` holds the seconds this call spent in each section (on each process's
+own clock; the CLI prints rank 0's): ``setup`` (config, data and model before the first epoch), ``data`` (waiting for the next batch:
+decoding, host-to-device copy, normalisation), ``step`` (forward, backward and optimiser step),
+``validation`` and ``io`` (checkpoint, log and model files); what is left of the wall time goes to
+progress reports and the per-epoch sums. With ``TrainConfig.profile`` the CUDA device is synchronised at
+every section boundary so that each section is charged its own kernels; without it nothing is
+synchronised (no host syncs in the hot loop), so on a GPU the sections are host times only and queued
+kernels land wherever the host next waits.
 """
 
 from __future__ import annotations
@@ -51,9 +60,10 @@ import json
 import math
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -62,7 +72,7 @@ import torch.nn.functional as F
 from smoothbench import __version__, distributed
 from smoothbench.data import DATASETS, NORMALIZATION, ResidentImages, get_dataset
 from smoothbench.device import autocast, to_channels_last
-from smoothbench.distributed import epoch_images, is_main_process, shard_bounds
+from smoothbench.distributed import epoch_images, is_main_process
 from smoothbench.errors import UserError
 from smoothbench.fileio import atomic_open, atomic_torch_save
 from smoothbench.models.registry import create_model, resolve_spec
@@ -91,6 +101,9 @@ TRAJECTORY_DEFAULTS = {"sync_bn": False, "world_size": 1}
 TEXT_EVERY = 20
 
 Progress = Callable[[int, str], None]
+T = TypeVar("T")
+# The sections of TrainResult.timings, in the order a run goes through them.
+TIMED_SECTIONS = ("setup", "data", "step", "validation", "io")
 
 
 @dataclass
@@ -101,7 +114,8 @@ class TrainConfig:
     statistics over the processes of a distributed run; ``subset``/``eval_subset`` limit the train
     and test images; ``device`` is auto/cpu/cuda, ``precision`` fp32/bf16 (autocast); ``compile`` wraps the
     model in ``torch.compile`` for training; ``out`` is the run folder (default
-    ``runs/<dataset>/<model name>-seed<seed>``).
+    ``runs/<dataset>/<model name>-seed<seed>``); ``profile`` synchronises the CUDA device around the timed
+    sections of :attr:`TrainResult.timings` (see the module docstring).
     """
 
     arch: str = "resnet18"
@@ -135,6 +149,7 @@ class TrainConfig:
     out: str | None = None
     resume: bool = False
     force: bool = False
+    profile: bool = False
 
     def settings(self) -> dict[str, Any]:
         """All fields as JSON-ready values (tuples become lists)."""
@@ -143,7 +158,11 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns: final-epoch metrics, the run folder and the whole log."""
+    """What :func:`train` returns: final-epoch metrics, the run folder and the whole log.
+
+    ``seconds`` is the wall time of the epochs of this call, ``images`` the training images they used (all
+    processes together) and ``timings`` the seconds per section of :data:`TIMED_SECTIONS`.
+    """
 
     run_dir: Path
     model_path: Path
@@ -156,6 +175,8 @@ class TrainResult:
     seconds: float
     resumed_from_epoch: int
     log: list[dict[str, float]] = field(default_factory=list)
+    images: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
@@ -379,6 +400,47 @@ def evaluate(model, source, spec: ModelSpec, *, batch_size: int, device: torch.d
     return correct / count, nll / count
 
 
+class SectionTimer:
+    """Seconds spent in the named sections of a run (host clock, ``time.perf_counter``).
+
+    With ``sync`` on a CUDA device, the device is synchronised when a section starts and when it ends, so
+    kernels queued before the section are not charged to it and its own kernels are. Without it nothing
+    waits for the device (see the module docstring).
+    """
+
+    def __init__(self, device: torch.device, *, sync: bool) -> None:
+        self.seconds = dict.fromkeys(TIMED_SECTIONS, 0.0)
+        self.device = device
+        self.sync = sync and device.type == "cuda"
+
+    def now(self) -> float:
+        """The clock, after the device has finished its queued work when synchronising."""
+        if self.sync:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def charge(self, name: str, start: float) -> None:
+        """Add the time since ``start`` (a :meth:`now` or ``perf_counter`` reading) to section ``name``."""
+        self.seconds[name] += self.now() - start
+
+    @contextmanager
+    def section(self, name: str) -> Iterator[None]:
+        """Charge the block's time to section ``name``."""
+        start = self.now()
+        yield
+        self.charge(name, start)
+
+    def iterate(self, items: Iterable[T], name: str) -> Iterator[T]:
+        """``items`` one by one, charging the wait for each (and for the end) to section ``name``."""
+        iterator, end = iter(items), object()
+        while True:
+            with self.section(name):
+                item = next(iterator, end)
+            if item is end:
+                return
+            yield item
+
+
 def _resident_on(source, device: torch.device):
     """CIFAR-sized sets move to the device once (batches and augmentation then stay there); others stream."""
     return source.to(device) if isinstance(source, ResidentImages) else source
@@ -403,8 +465,10 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
     images); ``log(row)`` after every epoch with the row written to ``train_log.csv``. Under torchrun
     every process calls this with the same ``cfg``.
     """
+    entered = time.perf_counter()
     cfg = resolve_config(cfg)
     device = distributed.setup(cfg.device)
+    timer = SectionTimer(device, sync=cfg.profile)
     world, rank = distributed.world_size(), distributed.rank()
     if cfg.batch_size % world:
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) is not divisible by the {world} processes; "
@@ -467,14 +531,17 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
     if on_plan is not None:
         on_plan(total - start_epoch, epoch_images(len(train_source), cfg.batch_size, world))
     reporting = progress if distributed.is_main_process() else None
-    started = time.perf_counter()
+    timer.charge("setup", entered)
+    started, images = time.perf_counter(), 0
     for epoch in range(start_epoch, total):
         epoch_start = time.perf_counter()
         loss_sum, correct, seen, last_lr = _train_epoch(net, optimizer, scheduler, train_source, spec, cfg, device,
-                                                        epoch, total, reporting)
+                                                        epoch, total, reporting, timer)
         train_seconds = time.perf_counter() - epoch_start
-        test_acc, test_nll = evaluate(eval_net, test_source, spec, batch_size=max(cfg.batch_size, 256), device=device,
-                                      precision=cfg.precision, channels_last=cfg.channels_last)
+        images += seen
+        with timer.section("validation"):
+            test_acc, test_nll = evaluate(eval_net, test_source, spec, batch_size=max(cfg.batch_size, 256),
+                                          device=device, precision=cfg.precision, channels_last=cfg.channels_last)
         row = {
             "epoch": epoch + 1, "lr": last_lr,
             "train_loss": loss_sum / seen, "train_acc": correct / seen, "test_acc": test_acc,
@@ -482,28 +549,31 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
             "images_per_s": seen / train_seconds,
         }
         rows.append(row)
-        rng = rng_state(device)
-        run.save_checkpoint({
-            "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "trajectory": trajectory,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng, "log": rows,
-            **({"rng_ranks": distributed.all_gather_objects(rng)} if world > 1 else {}),
-        })
-        run.write_log(rows)
+        with timer.section("io"):
+            rng = rng_state(device)
+            run.save_checkpoint({
+                "format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "trajectory": trajectory,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": rng, "log": rows,
+                **({"rng_ranks": distributed.all_gather_objects(rng)} if world > 1 else {}),
+            })
+            run.write_log(rows)
         if log is not None:
             log(dict(row))
 
     final = rows[-1]
-    model_path = run.save_model(model.eval(), {
-        "dataset": cfg.dataset, "seed": cfg.seed, "epochs": total, "test_acc": final["test_acc"],
-        "test_nll": final["test_nll"], "subset": cfg.subset, "eval_subset": cfg.eval_subset,
-        "data_fingerprint": train_source.fingerprint, "precision": cfg.precision,
-    })
-    distributed.barrier()  # model.pt exists for every process once train returns
+    with timer.section("io"):
+        model_path = run.save_model(model.eval(), {
+            "dataset": cfg.dataset, "seed": cfg.seed, "epochs": total, "test_acc": final["test_acc"],
+            "test_nll": final["test_nll"], "subset": cfg.subset, "eval_subset": cfg.eval_subset,
+            "data_fingerprint": train_source.fingerprint, "precision": cfg.precision,
+        })
+        distributed.barrier()  # model.pt exists for every process once train returns
     return TrainResult(
         run_dir=run.path, model_path=model_path, spec=spec, epochs=total, test_acc=final["test_acc"],
         test_nll=final["test_nll"], train_loss=final["train_loss"], train_acc=final["train_acc"],
-        seconds=time.perf_counter() - started, resumed_from_epoch=start_epoch, log=rows,
+        seconds=time.perf_counter() - started, resumed_from_epoch=start_epoch, log=rows, images=images,
+        timings=dict(timer.seconds),
     )
 
 
@@ -514,32 +584,26 @@ def _rank_seed(seed: int, rank: int) -> int:
 
 def _rank_batches(source, spec: ModelSpec, cfg: TrainConfig, device: torch.device, epoch: int):
     """This process's slice of every global batch of the epoch (all of it in one process)."""
-    world, rank = distributed.world_size(), distributed.rank()
-    common = dict(device=device, seed=cfg.seed, epoch=epoch, channels_last=cfg.channels_last)
-    if world == 1:
-        yield from source.train_batches(cfg.batch_size, spec.mean, spec.std, **common)
-    elif isinstance(source, ResidentImages):
-        yield from source.train_batches(cfg.batch_size, spec.mean, spec.std, rank=rank, world=world, **common)
-    else:  # streaming source without a shard option: decode the global batch, keep this rank's slice
-        steps = iterations_per_epoch(len(source), cfg.batch_size, world)
-        for _, (x, y) in zip(range(steps), source.train_batches(cfg.batch_size, spec.mean, spec.std, **common)):
-            low, high = shard_bounds(y.shape[0], rank, world)
-            yield x[low:high], y[low:high]
+    return source.train_batches(cfg.batch_size, spec.mean, spec.std, device=device, seed=cfg.seed, epoch=epoch,
+                                channels_last=cfg.channels_last, rank=distributed.rank(),
+                                world=distributed.world_size())
 
 
 def _train_epoch(net, optimizer, scheduler, source, spec: ModelSpec, cfg: TrainConfig, device: torch.device,
-                 epoch: int, total: int, progress: Progress | None) -> tuple[float, float, int, float]:
+                 epoch: int, total: int, progress: Progress | None,
+                 timer: SectionTimer) -> tuple[float, float, int, float]:
     """One pass over the training images; returns (summed loss, correct, images, lr of the last step), summed
-    over all processes."""
+    over all processes. Waiting for batches is charged to ``timer``'s ``data`` section, steps to ``step``."""
     world = distributed.world_size()
     used = epoch_images(len(source), cfg.batch_size, world)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, images of this process
     seen, text, start = 0, "", time.perf_counter()
-    for index, (x, y) in enumerate(_rank_batches(source, spec, cfg, device, epoch)):
+    for index, (x, y) in enumerate(timer.iterate(_rank_batches(source, spec, cfg, device, epoch), "data")):
         global_batch = min(cfg.batch_size, used - index * cfg.batch_size)
         last_lr = optimizer.param_groups[0]["lr"]
-        batch_loss, batch_correct = train_step(net, optimizer, scheduler, x, y, precision=cfg.precision,
-                                               loss_scale=y.shape[0] * world / global_batch)
+        with timer.section("step"):
+            batch_loss, batch_correct = train_step(net, optimizer, scheduler, x, y, precision=cfg.precision,
+                                                   loss_scale=y.shape[0] * world / global_batch)
         sums[0] += batch_loss.double()
         sums[1] += batch_correct
         sums[2] += y.shape[0]

@@ -19,6 +19,7 @@ from smoothbench.data.fingerprint import files_fingerprint
 from smoothbench.data.resident import resolve_stats
 from smoothbench.data.subset import first_indices, stratified_indices
 from smoothbench.device import to_channels_last
+from smoothbench.distributed import epoch_images, shard_bounds
 from smoothbench.errors import UserError
 
 
@@ -116,10 +117,9 @@ class ImageFolderSource:
         resize = [v2.Resize(self.resize, antialias=True)] if self.resize else []
         return [*resize, v2.CenterCrop(self.image_size)]
 
-    def _loader(self, dataset: Dataset, batch_size: int, device: torch.device) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, num_workers=self.workers, pin_memory=device.type == "cuda"
-        )
+    def _loader(self, dataset: Dataset, batches: Sequence[Sequence[int]], device: torch.device) -> DataLoader:
+        """Workers decode the dataset positions of each entry of ``batches`` into one batch, in that order."""
+        return DataLoader(dataset, batch_sampler=batches, num_workers=self.workers, pin_memory=device.type == "cuda")
 
     def eval_batches(
         self,
@@ -135,7 +135,8 @@ class ImageFolderSource:
         device = torch.device(device)
         transform = v2.Compose([*self._eval_steps(), v2.PILToTensor()])
         dataset = _Files(self.samples, np.arange(len(self)), transform, None)
-        for x, y, idx in self._loader(dataset, batch_size, device):
+        batches = [range(start, min(start + batch_size, len(self))) for start in range(0, len(self), batch_size)]
+        for x, y, idx in self._loader(dataset, batches, device):
             x = normalize(x.to(device, non_blocking=True), mean, std)
             yield to_channels_last(x, channels_last), y.to(device), idx.to(device)
 
@@ -150,11 +151,19 @@ class ImageFolderSource:
         epoch: int,
         augment: bool = True,
         channels_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled ``(x, y)`` batches for one epoch (last short batch kept), reproducible per (seed, epoch).
 
-        The permutation and one seed per image come from :func:`epoch_generator`; each image's
-        RandomResizedCrop + HFlip runs under its own seed. ``augment=False`` uses the evaluation transform.
+        The permutation and one seed per position of the epoch order come from :func:`epoch_generator`;
+        each image's RandomResizedCrop + HFlip runs under its position's seed, so its pixels depend on
+        neither the worker nor the batch that decodes it. ``augment=False`` uses the evaluation transform.
+
+        Distributed training: ``batch_size`` is the global batch; process ``rank`` of ``world`` decodes only
+        its contiguous slice (:func:`~smoothbench.distributed.shard_bounds`) of every global batch, so the
+        union over ranks of step ``i`` is the one-process batch ``i``, pixel for pixel. A last partial batch
+        of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
         """
         mean, std = resolve_stats(self.name, mean, std)
         device = torch.device(device)
@@ -166,6 +175,11 @@ class ImageFolderSource:
         else:
             steps = self._eval_steps()
         dataset = _Files(self.samples, order, v2.Compose([*steps, v2.PILToTensor()]), seeds)
-        for x, y, _idx in self._loader(dataset, batch_size, device):
+        used = epoch_images(len(self), batch_size, world)
+        shards = []
+        for start in range(0, used, batch_size):
+            low, high = shard_bounds(min(batch_size, used - start), rank, world)
+            shards.append(range(start + low, start + high))
+        for x, y, _idx in self._loader(dataset, shards, device):
             x = normalize(x.to(device, non_blocking=True), mean, std)
             yield to_channels_last(x, channels_last), y.to(device)
