@@ -10,7 +10,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -18,6 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from smoothbench.errors import UserError
+
+if TYPE_CHECKING:  # the commands import the library lazily, so that `smoothbench --help` stays fast
+    from smoothbench.sweeps import Profile
 
 app = typer.Typer(
     add_completion=False,
@@ -98,6 +101,23 @@ def without_option(argv: list[str], flag: str) -> list[str]:
     return kept
 
 
+def relaunch(nproc: int) -> None:
+    """``--nproc N`` (N != 1): run this same command in N processes on this machine through torch's launcher
+    (as ``torchrun --standalone --nproc-per-node N`` would, ``--nproc`` dropped) and exit with their status."""
+    if nproc != 1:
+        from smoothbench.distributed import launch
+
+        raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
+
+
+def print_profile(profile: "Profile", seconds: float) -> None:
+    """One line: seconds per section of a :class:`smoothbench.sweeps.Profile`, the total and the
+    sample-forwards (image × MC sample × member forwards) per second of the total."""
+    sections = ", ".join(f"{name} {value:.2f}s" for name, value in profile.seconds.items())
+    rate = profile.sample_forwards / seconds if seconds > 0 else float("nan")
+    console.print(f"profile: {sections}, total {seconds:.2f}s, {rate:.0f} sample-forwards/s")
+
+
 def refuse_overwrite(path: Optional[Path], force: bool, what: str) -> None:
     if path is not None and path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to replace the {what}")
@@ -130,7 +150,8 @@ def models(
 
 
 def eval_settings(ensembles: str, mc_samples: Optional[int], seed: int, batch_size: int, mc_chunk: Optional[int], device: str,
-                  precision: str, channels_last: bool, ece_bins: Optional[int], ece_mode: str, subset: Optional[int]):
+                  precision: str, channels_last: bool, ece_bins: Optional[int], ece_mode: str, subset: Optional[int],
+                  compile: bool = False):
     """Build :class:`EvalSettings` from the shared eval flags (``reference`` ECE defaults to the paper's 10 bins).
 
     Under torchrun this joins the process group and picks this process's GPU.
@@ -140,7 +161,7 @@ def eval_settings(ensembles: str, mc_samples: Optional[int], seed: int, batch_si
 
     bins = ece_bins if ece_bins is not None else (10 if ece_mode == "reference" else 15)
     return EvalSettings(sizes=ensembles, mc_samples=mc_samples, seed=seed, batch_size=batch_size, mc_chunk=mc_chunk,
-                        device=setup(device), precision=precision, channels_last=channels_last,
+                        device=setup(device), precision=precision, channels_last=channels_last, compile=compile,
                         ece_bins=bins, ece_mode=ece_mode, subset=subset)
 
 
@@ -153,6 +174,10 @@ CHUNK_OPT = typer.Option(None, "--mc-chunk", help="MC samples per forward, batch
 DEVICE_OPT = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 PRECISION_OPT = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast).")
 CL_OPT = typer.Option(False, "--channels-last", help="Channels-last memory format (faster on GPUs).")
+COMPILE_OPT = typer.Option(False, "--compile",
+                           help="torch.compile the model (pays on GPUs for long sweeps; first batch compiles).")
+NPROC_OPT = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU; gloo on CPU), "
+                         "started through torch.distributed.run like torchrun --nproc-per-node N.")
 BINS_OPT = typer.Option(None, "--ece-bins", help="ECE bins (default 15; 10 with --ece-mode reference).")
 ECE_MODE_OPT = typer.Option("standard", "--ece-mode", help="standard, or reference (the paper code's binning).")
 SUBSET_OPT = typer.Option(None, "--subset", help="Evaluate the first N images only.")
@@ -176,12 +201,14 @@ def eval_command(
     device: str = DEVICE_OPT,
     precision: str = PRECISION_OPT,
     channels_last: bool = CL_OPT,
+    compile: bool = COMPILE_OPT,
+    nproc: int = NPROC_OPT,
     subset: Optional[int] = SUBSET_OPT,
     out: Optional[Path] = typer.Option(None, "--out", help="Results file (CSV or JSON); rows of the same key are replaced."),
     format: Optional[str] = typer.Option(None, "--format", help="csv or json (default: from --out's suffix)."),
     save_probs: Optional[Path] = typer.Option(None, "--save-probs", help="Write averaged probabilities + labels (.npz)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for reliability diagrams (PNG + CSV per size)."),
-    profile: bool = typer.Option(False, "--profile", help="Print where the time went (data, forward, metrics)."),
+    profile: bool = typer.Option(False, "--profile", help="Print where the time went (data, forward, metrics, io)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Accuracy, NLL, ECE, Brier and more at several ensemble sizes, in one pass over the data."""
@@ -190,10 +217,11 @@ def eval_command(
     from smoothbench import distributed
     from smoothbench.data import get_dataset
     from smoothbench.results import EVAL_KEYS, write_rows
-    from smoothbench.sweeps import check_dataset, evaluate, load_members, save_probs as write_probs
+    from smoothbench.sweeps import Profile, check_dataset, evaluate, load_members, save_probs as write_probs
 
+    relaunch(nproc)
     settings = eval_settings(ensembles, mc_samples, seed, batch_size, mc_chunk, device, precision, channels_last,
-                             ece_bins, ece_mode, subset)
+                             ece_bins, ece_mode, subset, compile)
     if format not in (None, "csv", "json"):
         raise UserError(f"--format must be csv or json, got {format!r}")
     members = load_members(runs)
@@ -208,7 +236,6 @@ def eval_command(
     with progress_bar(len(source), f"eval {members.name} ({steps} passes)", quiet=quiet) as bar:
         rows, predictions = evaluate(members, source, settings, context={"dataset": name, "split": split},
                                      progress=bar, profile=profile)
-    seconds = time.perf_counter() - start
     if RANK != 0:
         return  # every process holds the same rows; rank 0 writes and prints them
     io_start = time.perf_counter()
@@ -229,11 +256,12 @@ def eval_command(
                 bins.to_csv(handle, index=False)
             plots.reliability_diagram(bins, plot / f"{stem}_reliability.png", title=f"{members.name} on {name}, size {size}")
     predictions.timings["io"] = time.perf_counter() - io_start
+    seconds = time.perf_counter() - start
     show_table(rows, EVAL_COLUMNS, f"{members.name} on {name}/{split} ({len(source)} images)", PERCENT)
     if profile:
-        timing = ", ".join(f"{k} {v:.2f}s" for k, v in predictions.timings.items())
-        console.print(f"profile: {timing}, total {seconds:.2f}s, {predictions.forwards * len(source) / seconds:.0f} "
-                      "sample-forwards/s")
+        timings = Profile()
+        timings.add_predictions(predictions)
+        print_profile(timings, seconds)
 
 
 
@@ -274,19 +302,25 @@ def corrupt(
     device: str = DEVICE_OPT,
     precision: str = PRECISION_OPT,
     channels_last: bool = CL_OPT,
+    compile: bool = COMPILE_OPT,
+    nproc: int = NPROC_OPT,
     subset: Optional[int] = SUBSET_OPT,
     out: Path = typer.Option(Path("sweep.csv"), "--out", help="Per-cell results (appended cell by cell; a rerun resumes)."),
     summary_out: Optional[Path] = typer.Option(None, "--summary-out", help="Summary table (default: <out>_summary.csv)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="alexnet-imagenet-c, a paper AlexNet CSV, or another model's sweep CSV."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for metric-vs-severity plots."),
+    profile: bool = typer.Option(False, "--profile", help="Print where the sweep's time went (data, forward, metrics, io)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Corruption sweep: one row per (model, corruption, severity, ensemble size), then cAcc/cNLL/cECE and mCE."""
-    from smoothbench import results
-    from smoothbench.sweeps import CorruptionSweep, corruption_sweep, load_members
+    import time
 
+    from smoothbench import results
+    from smoothbench.sweeps import CorruptionSweep, Profile, corruption_sweep, load_members
+
+    relaunch(nproc)
     settings = eval_settings(ensembles, mc_samples, seed, batch_size, mc_chunk, device, precision, channels_last,
-                             ece_bins, ece_mode, subset)
+                             ece_bins, ece_mode, subset, compile)
     sweep = CorruptionSweep(
         dataset=dataset, data_dir=None if data_dir is None else str(data_dir),
         clean_data_dir=None if clean_data_dir is None else str(clean_data_dir), generate=generate,
@@ -297,8 +331,11 @@ def corrupt(
     base = results.load_baseline(baseline) if baseline is not None else None
     members = load_members(runs)
     cells = sweep.cells()
+    timings = Profile() if profile else None
+    start = time.perf_counter()
     with progress_bar(len(cells), f"corrupt {members.name}", quiet=quiet) as bar:
-        corruption_sweep(members, sweep, settings, out, progress=bar)
+        corruption_sweep(members, sweep, settings, out, progress=bar, profile=timings)
+    seconds = time.perf_counter() - start
     if RANK != 0:
         return  # rank 0 wrote the rows and writes the summary
     table = results.read_results([out])
@@ -315,6 +352,8 @@ def corrupt(
     columns = [c for c in ("model", "ensemble_size", "clean_acc", "cAcc", "cNLL", "cECE", "cBrier", "mCE",
                            "relative_mCE", "mCNLL", "mCECE") if c in summary.columns]
     show_table(summary.to_dict("records"), columns, f"{members.name} on {dataset}", PERCENT)
+    if timings is not None:
+        print_profile(timings, seconds)
     console.print(f"rows: {out}  summary: {summary_path}")
 
 
@@ -334,6 +373,8 @@ def consistency(
     device: str = DEVICE_OPT,
     precision: str = PRECISION_OPT,
     channels_last: bool = CL_OPT,
+    compile: bool = COMPILE_OPT,
+    nproc: int = NPROC_OPT,
     subset: Optional[int] = SUBSET_OPT,
     out: Path = typer.Option(Path("consistency.csv"), "--out", help="Results (CSV or JSON)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for the agreement-vs-ensemble-size plot."),
@@ -344,8 +385,9 @@ def consistency(
     from smoothbench.data import get_dataset
     from smoothbench.sweeps import check_dataset, load_members, perturbation_rows, size_consistency_rows
 
+    relaunch(nproc)
     settings = eval_settings(ensembles, mc_samples, seed, batch_size, mc_chunk, device, precision, channels_last,
-                             None, "standard", subset)
+                             None, "standard", subset, compile)
     members = load_members(runs)
     name = dataset or members.spec.dataset
     check_dataset(members, name)
@@ -480,8 +522,7 @@ def train(
     precision: str = PRECISION_OPT,
     channels_last: bool = CL_OPT,
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model for training."),
-    nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU; gloo on CPU), "
-                              "started through torch.distributed.run like torchrun --nproc-per-node N."),
+    nproc: int = NPROC_OPT,
     sync_bn: bool = typer.Option(False, "--sync-bn", help="BatchNorm statistics over the global batch in distributed runs."),
     subset: Optional[int] = typer.Option(None, "--subset", help="Train on a stratified subset of N images."),
     eval_subset: Optional[int] = typer.Option(None, "--eval-subset", help="Validate each epoch on the first N test images."),
@@ -489,15 +530,16 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<dataset>/<model>-seed<seed>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint.pt."),
     force: bool = typer.Option(False, "--force", help="Replace a finished run folder."),
+    profile: bool = typer.Option(False, "--profile", help="Print where the time went (setup, data, step, "
+                                 "validation, io) and the training images/s."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or tables."),
 ) -> None:
     """Train one of the paper's models with the paper's recipe (or your overrides); --nproc N or torchrun for DDP."""
+    import time
+
     from smoothbench.train import TrainConfig, train as run_training
 
-    if nproc != 1:
-        from smoothbench.distributed import launch
-
-        raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
+    relaunch(nproc)
 
     milestone_list = None if milestones is None else tuple(parse_int_list(milestones, "--milestones", 1, 10**6))
     cfg = TrainConfig(
@@ -507,19 +549,25 @@ def train(
         schedule=schedule, milestones=milestone_list, gamma=gamma, seed=seed, device=device, precision=precision,
         channels_last=channels_last, compile=compile, sync_bn=sync_bn, subset=subset, eval_subset=eval_subset,
         workers=workers,
-        out=None if out is None else str(out), resume=resume, force=force,
+        out=None if out is None else str(out), resume=resume, force=force, profile=profile,
     )
     epochs_done: list[dict] = []
+    start = time.perf_counter()
     with progress_bar(0, "train", quiet=quiet) as bar:
         def on_plan(total_epochs: int, images_per_epoch: int) -> None:
             if bar is not None:
                 bar.bar.update(bar.task, total=total_epochs * images_per_epoch)
 
         result = run_training(cfg, progress=bar, log=epochs_done.append, on_plan=on_plan)
+    seconds = time.perf_counter() - start
     if not quiet:
         show_table(result.log, ["epoch", "lr", "train_loss", "train_acc", "test_acc", "test_nll", "seconds", "images_per_s"],
                    f"{result.spec.name} on {dataset}", ("train_acc", "test_acc"))
     console.print(f"run folder: {result.run_dir}  (test acc {result.test_acc:.2%}, {result.seconds:.0f}s)")
+    if profile:  # images/s over the data + step time, like train_log.csv's images_per_s
+        timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+        training = result.timings["data"] + result.timings["step"]
+        console.print(f"profile: {timing}, total {seconds:.2f}s, {result.images / max(training, 1e-9):.0f} images/s")
 
 
 @data_app.command("make-c")

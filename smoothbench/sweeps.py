@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,12 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class EvalSettings:
-    """How predictions are drawn and scored; every field ends up in the rows' provenance."""
+    """How predictions are drawn and scored.
+
+    ``seed``, ``precision``, ``ece_bins``, ``ece_mode`` and ``subset`` end up in the rows' provenance; the speed
+    settings (``batch_size``, ``mc_chunk``, ``device``, ``channels_last``, ``compile``) change results by float
+    rounding at most and are not recorded.
+    """
 
     sizes: list[int]
     mc_samples: int | None = None
@@ -42,6 +48,7 @@ class EvalSettings:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
     channels_last: bool = False
+    compile: bool = False  # torch.compile each model for the forwards (ensembles.predict)
     ece_bins: int = 15
     ece_mode: str = "standard"
     subset: int | None = None
@@ -58,6 +65,38 @@ class EvalSettings:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.subset is not None and self.subset < 1:
             raise UserError(f"--subset must be at least 1, got {self.subset}")
+
+
+@dataclass
+class Profile:
+    """Where an evaluation's time went (``--profile``): seconds per section, summed over every cell, and the
+    image-forwards done (:attr:`EnsemblePredictions.sample_forwards`).
+
+    Sections: ``data`` (loading or generating images, batching them), ``forward`` (the models), ``metrics``
+    (scoring), ``io`` (reading done cells, appending rows). On a GPU the clock waits for the device at the
+    boundaries of ``forward``, so queued kernels are charged to it rather than to the next section.
+    """
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("data", "forward", "metrics", "io"), 0.0))
+    sample_forwards: int = 0
+
+    def add(self, section: str, seconds: float) -> None:
+        self.seconds[section] = self.seconds.get(section, 0.0) + seconds
+
+    @contextmanager
+    def timer(self, section: str) -> Iterator[None]:
+        """Charge the wall time of the ``with`` block to ``section``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(section, time.perf_counter() - start)
+
+    def add_predictions(self, predictions: EnsemblePredictions) -> None:
+        """Add one :func:`evaluate` call's timings and forwards."""
+        for section, seconds in predictions.timings.items():
+            self.add(section, seconds)
+        self.sample_forwards += predictions.sample_forwards
 
 
 @dataclass
@@ -143,19 +182,31 @@ def provenance(settings: EvalSettings, source, members: Members) -> dict[str, ob
     }
 
 
+def size_columns(sizes: Sequence[int], n_models: int, mc_samples: int | None) -> list[dict[str, object]]:
+    """The ``(ensemble_size, members, mc_samples)`` columns of each requested size.
+
+    One model: size ``k`` is ``k`` MC samples of 1 member. A deep ensemble of ``n_models``: size ``k`` is ``k``
+    members of ``mc_samples`` samples each (``None`` means 1, as in :func:`smoothbench.ensembles.check_plan`).
+    """
+    many = n_models > 1
+    return [{"ensemble_size": k, "members": k if many else 1, "mc_samples": (mc_samples or 1) if many else k}
+            for k in sizes]
+
+
 def score(predictions: EnsemblePredictions, settings: EvalSettings) -> list[dict[str, object]]:
-    """Metric columns per requested ensemble size (see :func:`smoothbench.metrics.summarize`)."""
-    rows = []
-    for size in predictions.sizes:
-        row: dict[str, object] = {
-            "ensemble_size": size,
-            "members": size if predictions.members > 1 else 1,
-            "mc_samples": predictions.mc_samples if predictions.members > 1 else size,
-        }
-        row.update(metrics.summarize(predictions.probs[size], predictions.labels,
-                                     ece_bins=settings.ece_bins, ece_mode=settings.ece_mode))
-        rows.append(row)
-    return rows
+    """Size and metric columns per requested ensemble size (see :func:`smoothbench.metrics.summarize`)."""
+    return [{**cols, **metrics.summarize(predictions.probs[cols["ensemble_size"]], predictions.labels,
+                                         ece_bins=settings.ece_bins, ece_mode=settings.ece_mode)}
+            for cols in size_columns(predictions.sizes, predictions.members, predictions.mc_samples)]
+
+
+def predict_with(settings: EvalSettings, models: Sequence[torch.nn.Module], source, **options) -> EnsemblePredictions:
+    """:func:`smoothbench.ensembles.predict` with ``settings``' sampling and speed options; ``options`` add or
+    override keywords (``seed``, ``index_offset``, ``progress``, ``profile``)."""
+    keywords = dict(mc_samples=settings.mc_samples, seed=settings.seed, batch_size=settings.batch_size,
+                    mc_chunk=settings.mc_chunk, device=settings.device, precision=settings.precision,
+                    channels_last=settings.channels_last, compile=settings.compile)
+    return predict(models, source, settings.sizes, **(keywords | options))
 
 
 def evaluate(
@@ -171,11 +222,7 @@ def evaluate(
 
     ``context`` adds identifying columns (dataset, split, corruption, severity, source...).
     """
-    predictions = predict(
-        members.models, source, settings.sizes, mc_samples=settings.mc_samples, seed=settings.seed,
-        batch_size=settings.batch_size, mc_chunk=settings.mc_chunk, device=settings.device,
-        precision=settings.precision, channels_last=settings.channels_last, progress=progress, profile=profile,
-    )
+    predictions = predict_with(settings, members.models, source, progress=progress, profile=profile)
     head = {**members.columns(), **(context or {})}
     tail = provenance(settings, source, members)
     start = time.perf_counter()
@@ -256,18 +303,23 @@ def corruption_sweep(
     *,
     progress: Progress | None = None,
     on_cell: Callable[[list[dict[str, object]]], None] | None = None,
+    profile: Profile | None = None,
 ) -> list[dict[str, object]]:
     """Evaluate every (corruption, severity) cell; each finished cell is appended to ``out`` at once.
 
     Cells already in ``out`` (same model, checkpoint, settings and cell) are skipped, so a killed sweep resumes
     where it stopped and never duplicates a row. The clean test set is severity 0. Under torchrun rank 0
     reads ``out`` and tells the others which cells are done, and only rank 0 appends.
+    ``profile`` (if given) accumulates the sweep's time per section (see :class:`Profile`).
     """
     from smoothbench import results
     from smoothbench.data import ResidentImages, get_dataset
 
     check_dataset(members, sweep.clean_dataset)
-    done = distributed.on_main(lambda: results.done_keys(out, results.CORRUPT_KEYS))
+    timed = profile is not None
+    profile = profile if timed else Profile()  # a throwaway one when nobody asked
+    with profile.timer("io"):
+        done = distributed.on_main(lambda: results.done_keys(out, results.CORRUPT_KEYS))
     clean_cache: dict[str, object] = {}
 
     def clean_source():
@@ -310,31 +362,27 @@ def corruption_sweep(
         key_probe = {**members.columns(), "dataset": sweep.dataset, "split": "test", "corruption": corruption,
                      "severity": severity, "corruption_params": sweep.params, "source": origin}
         if all(results.row_key({**key_probe, **size_cols}, results.CORRUPT_KEYS, settings) in done
-               for size_cols in _size_columns(settings, members)):
+               for size_cols in size_columns(settings.sizes, len(members.models), settings.mc_samples)):
             if progress is not None:
                 progress(0, f"{corruption} {severity}: done")
             continue
-        source = cell_source(corruption, severity)
+        with profile.timer("data"):
+            source = cell_source(corruption, severity)
         check_dataset(members, sweep.clean_dataset, source.num_classes)
         context = {"dataset": sweep.dataset, "split": "test", "corruption": corruption, "severity": severity,
                    "corruption_params": sweep.params, "source": origin,
                    "corruption_seed": sweep.corruption_seed if origin == "generated" else ""}
-        rows, _ = evaluate(members, source, settings, context=context)
-        if distributed.is_main_process():
-            results.append_cell(out, rows, results.CORRUPT_KEYS)
+        rows, predictions = evaluate(members, source, settings, context=context, profile=timed)
+        profile.add_predictions(predictions)
+        with profile.timer("io"):
+            if distributed.is_main_process():
+                results.append_cell(out, rows, results.CORRUPT_KEYS)
         all_rows.extend(rows)
         if on_cell is not None:
             on_cell(rows)
         if progress is not None:
             progress(1, f"{corruption} {severity}")
     return all_rows
-
-
-def _size_columns(settings: EvalSettings, members: Members) -> list[dict[str, object]]:
-    """The (ensemble_size, members, mc_samples) columns each requested size will get."""
-    many = len(members.models) > 1
-    return [{"ensemble_size": k, "members": k if many else 1,
-             "mc_samples": (settings.mc_samples or 1) if many else k} for k in settings.sizes]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -354,22 +402,19 @@ def size_consistency_rows(
     """
     from smoothbench.consistency import seed_stability, size_consistency
 
-    first = predict(members.models, source, settings.sizes, mc_samples=settings.mc_samples, seed=settings.seed,
-                    batch_size=settings.batch_size, mc_chunk=settings.mc_chunk, device=settings.device,
-                    precision=settings.precision, channels_last=settings.channels_last, progress=progress)
+    first = predict_with(settings, members.models, source, progress=progress)
     if len(members.models) > 1:
         order = np.random.default_rng(settings.seed).permutation(len(members.models))
         others, other_seed = [members.models[i] for i in order], settings.seed
     else:
         others, other_seed = members.models, settings.seed + 1
-    second = predict(others, source, settings.sizes, mc_samples=settings.mc_samples, seed=other_seed,
-                     batch_size=settings.batch_size, mc_chunk=settings.mc_chunk, device=settings.device,
-                     precision=settings.precision, channels_last=settings.channels_last, progress=progress)
+    second = predict_with(settings, others, source, seed=other_seed, progress=progress)
     head = {**members.columns(), "dataset": members.spec.dataset, "split": "test", "kind": "mc-size",
             "perturbation": ""}
     tail = provenance(settings, source, members)
     rows = []
-    for size_cols, stats in zip(_size_columns(settings, members), size_consistency(first.probs)):
+    columns = size_columns(settings.sizes, len(members.models), settings.mc_samples)
+    for size_cols, stats in zip(columns, size_consistency(first.probs)):
         k = size_cols["ensemble_size"]
         stability = seed_stability(first.probs[k], second.probs[k])
         stats = {key: value for key, value in stats.items() if key != "ensemble_size"}
@@ -412,10 +457,7 @@ def perturbation_rows(
             labels = np.zeros(len(chunk), dtype=np.int64)  # CIFAR-10-P has no labels; consistency needs none
             source = ResidentImages.from_numpy(f"cifar10-p/{name}", "test", chunk, labels,
                                                [str(i) for i in range(members.spec.num_classes)], source=source_kind)
-            predictions = predict(members.models, source, settings.sizes, mc_samples=settings.mc_samples,
-                                  seed=settings.seed, index_offset=start * t, batch_size=settings.batch_size, mc_chunk=settings.mc_chunk,
-                                  device=settings.device, precision=settings.precision,
-                                  channels_last=settings.channels_last)
+            predictions = predict_with(settings, members.models, source, index_offset=start * t)
             for k in settings.sizes:
                 meters[k].update(predictions.probs[k].reshape(stop - start, t, -1))
             digest.update(chunk.tobytes())
@@ -423,7 +465,7 @@ def perturbation_rows(
                 progress(stop - start, name)
         tail = provenance(settings, source, members)
         tail.update({"n_images": n, "data_fingerprint": digest.hexdigest()[:16], "source": source_kind})
-        for size_cols in _size_columns(settings, members):
+        for size_cols in size_columns(settings.sizes, len(members.models), settings.mc_samples):
             rows.append({**head, "perturbation": name, **size_cols,
                          **meters[size_cols["ensemble_size"]].result(), **tail})
     return rows

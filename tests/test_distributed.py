@@ -474,3 +474,35 @@ def test_torchrun_corruption_sweep_equals_one_process_and_resumes(mc_model, cifa
     counts_equal(ours, reference)
     numeric_close(ours, reference, EVAL_METRICS)
     assert (tmp_path / "sweep_summary.csv").exists()
+
+
+def test_nproc_reaches_the_launcher_in_every_command(monkeypatch, tmp_path):
+    """`--nproc` goes through the one relaunch helper in eval, corrupt, consistency and train (inside torchrun
+    the launcher refuses it, before anything is loaded)."""
+    from smoothbench.cli import app
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    model = str(tmp_path / "absent.pt")
+    for argv in (["eval", model], ["corrupt", model, "--dataset", "cifar10-c"], ["consistency", model], ["train"]):
+        with pytest.raises(UserError, match="inside torchrun"):
+            app([*argv, "--nproc", "2"], standalone_mode=False)
+
+
+def test_nproc_eval_equals_one_process(mc_model, cifar_dir, tmp_path):
+    """`smoothbench eval --nproc 2` (two processes started by the CLI itself) gives the one-process rows."""
+    from smoothbench.data import get_dataset
+    from smoothbench.sweeps import evaluate, load_members
+
+    source = get_dataset("cifar10", str(cifar_dir), "test", subset=60)
+    rows, _ = evaluate(load_members([mc_model]), source, eval_settings(), context={"dataset": "cifar10", "split": "test"})
+    args = ["eval", mc_model, "--nproc", 2, "--data-dir", cifar_dir, "--ensembles", "1,3", "--batch-size", 16,
+            "--subset", 60, "--device", "cpu", "--out", tmp_path / "eval.csv", "--quiet"]
+    proc = subprocess.run([sys.executable, "-m", "smoothbench", *map(str, args)], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("mc on cifar10/test") == 1  # one table, from rank 0
+    ours, reference = pd.read_csv(tmp_path / "eval.csv"), pd.DataFrame(rows)
+    assert ours["ensemble_size"].tolist() == [1, 3] and ours["n_images"].tolist() == [60, 60]
+    assert ours["data_fingerprint"].tolist() == reference["data_fingerprint"].tolist()
+    counts_equal(ours, reference)
+    numeric_close(ours, reference, EVAL_METRICS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +49,7 @@ def test_snapshot_equals_separate_smaller_run(source):
     small = predict([model], source, [5], seed=3, batch_size=10, mc_chunk=4, device=CPU)
     np.testing.assert_allclose(big.probs[5], small.probs[5], atol=1e-6)
     assert big.forwards == 12 * 3  # 12 passes over 3 batches, not 1 + 5 + 12
+    assert big.sample_forwards == 24 * 12  # every image through 12 MC samples
     assert not np.allclose(big.probs[1], big.probs[12])  # MC samples really differ
 
 
@@ -75,6 +79,7 @@ def test_members_times_mc_samples(source):
     members = [tiny("mcdo", seed=0), tiny("mcdo", seed=1)]
     out = predict(members, source, [1, 2], mc_samples=3, seed=0, batch_size=12, device=CPU)
     assert out.members == 2 and out.mc_samples == 3 and out.forwards == 2 * 3 * 2
+    assert out.sample_forwards == 24 * 2 * 3  # 24 images x 2 members x 3 samples
 
 
 def test_deterministic_model_refuses_sizes_above_one(source):
@@ -93,3 +98,21 @@ def test_mc_state_restored_after_predict(source):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), model(x))  # MC dropout is off again
+
+
+def test_compiled_predict_equals_eager(source):
+    """torch.compile gives the eager probabilities; keyed masks still change from sample to sample."""
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        pytest.skip(f"torch.compile needs a C++ compiler for CPU kernels and {compiler!r} is not on PATH")
+    torch.manual_seed(0)  # AlexNet: the cheapest mcdo + tanh-blur graph to compile (~20 s on a busy CPU)
+    model = create_model("alexnet", method="mcdo", smoothing="tanh-blur", width=4, num_classes=10,
+                         dataset="synthetic", mean=MEAN, std=STD).eval()
+    with torch.no_grad():  # sharper logits, so that MC samples visibly move the probabilities
+        [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(50)
+    args = dict(seed=3, batch_size=len(source), device=CPU)  # one batch shape: one compilation
+    eager = predict([model], source, [1, 3], **args)
+    compiled = predict([model], source, [1, 3], compile=True, **args)
+    for k in (1, 3):
+        np.testing.assert_allclose(compiled.probs[k], eager.probs[k], atol=1e-5)
+    assert np.abs(compiled.probs[3] - compiled.probs[1]).max() > 1e-3  # 100x the tolerance: the samples differ

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import run_cli
 from smoothbench import results
-from smoothbench.sweeps import CorruptionSweep, EvalSettings, corruption_sweep, load_members
+from smoothbench.ensembles import EnsemblePredictions
+from smoothbench.sweeps import CorruptionSweep, EvalSettings, corruption_sweep, load_members, score, size_columns
 
 
 def test_generated_sweep_rows_summary_and_resume(trained_synthetic_mcdo, tmp_path):
@@ -16,9 +19,16 @@ def test_generated_sweep_rows_summary_and_resume(trained_synthetic_mcdo, tmp_pat
     args = ("corrupt", trained_synthetic_mcdo, "--dataset", "synthetic-c", "--generate", "--corruptions",
             "gaussian_noise,contrast", "--severities", "1,3", "--ensembles", "1,2", "--subset", "60", "--out", out,
             "--quiet")
-    run_cli(*args)
+    profile = run_cli(*args, "--profile").stderr
     rows = pd.read_csv(out)
     assert len(rows) == (1 + 2 * 2) * 2  # clean + 2 corruptions x 2 severities, at 2 ensemble sizes
+    line = " ".join(profile[profile.index("profile:"):].split())  # rich may wrap the line
+    seconds = {name: float(value) for name, value in re.findall(r"(\w+) (\d+\.\d+)s", line)}
+    assert set(seconds) == {"data", "forward", "metrics", "io", "total"}, line
+    assert all(value >= 0 for value in seconds.values()) and seconds["forward"] > 0
+    assert sum(v for k, v in seconds.items() if k != "total") <= seconds["total"] + 0.02  # sections within the sweep
+    rate = float(re.search(r"(\d+) sample-forwards/s", line).group(1))
+    assert rate == pytest.approx(5 * 60 * 2 / seconds["total"], rel=0.05, abs=1)  # 5 cells x 60 images x 2 samples
     assert set(rows.severity) == {0, 1, 3} and set(rows.source) == {"clean", "generated"}
     clean = rows[rows.severity == 0].acc.mean()
     assert clean > 0.3  # the fixture model learned something (chance is 0.1)
@@ -33,6 +43,20 @@ def test_generated_sweep_rows_summary_and_resume(trained_synthetic_mcdo, tmp_pat
     proc = run_cli(*args)  # every cell done: nothing recomputed, nothing duplicated
     assert pd.read_csv(out).shape == rows.shape
     assert out.read_bytes() == before, proc.stderr
+
+
+def test_size_columns_of_scored_rows_match_the_sweep_keys():
+    """score() and the sweeps' done-cell keys take their size columns from one rule (hand-written here)."""
+    labels = np.array([0, 1])
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    settings = EvalSettings(sizes=[1, 2])
+    one_model = EnsemblePredictions([1, 4], {1: probs, 4: probs}, labels, members=1, mc_samples=4)
+    deep = EnsemblePredictions([1, 2], {1: probs, 2: probs}, labels, members=2, mc_samples=1)
+    columns = ["ensemble_size", "members", "mc_samples"]
+    assert [[r[c] for c in columns] for r in score(one_model, settings)] == [[1, 1, 1], [4, 1, 4]]
+    assert [[r[c] for c in columns] for r in score(deep, settings)] == [[1, 1, 1], [2, 2, 1]]
+    assert [[r[c] for c in columns] for r in size_columns([1, 2], 2, None)] == [[1, 1, 1], [2, 2, 1]]
+    assert [[r[c] for c in columns] for r in size_columns([1, 2], 3, 5)] == [[1, 1, 5], [2, 2, 5]]
 
 
 def test_killed_sweep_resumes_without_duplicates(trained_synthetic_mcdo, tmp_path):
