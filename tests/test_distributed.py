@@ -33,7 +33,8 @@ from smoothbench.data import ResidentImages
 from smoothbench.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.filterwarnings("ignore:cifar10 .* differ from the official files")
+pytestmark = [pytest.mark.filterwarnings("ignore:cifar10 .* differ from the official files"),
+              pytest.mark.usefixtures("one_thread")]
 
 # One configuration for every training run: 333 images, global batch 100 -> steps of 100, 100, 100 and an
 # uneven last batch of 33 (17 + 16 images on two ranks); the low rate keeps the narrow ResNet's BatchNorm
@@ -41,6 +42,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:cifar10 .* differ from the offic
 # --sync-bn they differ by ~3e-3).
 TRAIN = dict(arch="resnet18", width=4, dataset="cifar10", epochs=2, warmup_epochs=0, batch_size=100, lr=0.002,
              eval_subset=50, seed=0, device="cpu")
+# A streaming ImageNet-style folder run: 3 classes x 5 images, global batch 6 -> steps of 6, 6 and 3 (2 + 1).
+FOLDER_TRAIN = dict(arch="resnet18", width=4, dataset="imagenet", epochs=1, warmup_epochs=0, batch_size=6, lr=0.002,
+                    seed=0, device="cpu", workers=0, sync_bn=True)
 EVAL_METRICS = ("nll", "brier", "entropy", "ece", "ece_signed", "ece_adaptive", "ece_classwise", "auroc_misclf")
 
 
@@ -50,9 +54,6 @@ class Killed(Exception):
 
 # ----------------------------------------------------------------------------------------------------------
 # fixtures and helpers
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,23 @@ def cifar_dir(tmp_path_factory) -> Path:
     dump("test_batch", test)
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump({b"label_names": [c.encode() for c in CLASSES]}, handle)
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """``train/`` and ``val/`` WNID folders of small noise images (3 classes, 5 train and 2 val images each)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 5), ("val", 2)):
+        for c in range(3):
+            folder = root / split / f"n0000000{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (24 + i, 28 + c, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.{'png' if i % 2 else 'jpg'}")
     return root
 
 
@@ -209,7 +227,7 @@ def test_nproc_inside_torchrun_is_a_user_error(monkeypatch):
 # two processes in one spawn: collectives, SyncBatchNorm, a training run killed after epoch 1
 
 
-def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str) -> None:
+def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str, image_dir: str) -> None:
     """Rank ``rank`` of 2: runs every in-group check and writes what it saw to ``folder/rank<r>.json``."""
     import smoothbench.train as train_module
     from torch import nn
@@ -275,8 +293,12 @@ def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str) 
 
     train_module.train_step = checked_step
     train_module.train(dataclasses.replace(cfg, out=os.path.join(folder, "full")))
-    train_module.train_step = real_step
     report["digests"] = digests
+    # the same from a streaming image folder, each rank decoding only its slice of every global batch
+    digests = []
+    train_module.train(train_module.TrainConfig(**FOLDER_TRAIN, data_dir=image_dir, out=os.path.join(folder, "folder")))
+    report["folder_digests"] = digests
+    train_module.train_step = real_step
 
     # the same run killed right after epoch 1's checkpoint
     def kill(row):
@@ -305,13 +327,15 @@ def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str) 
 
 
 @pytest.fixture(scope="module")
-def spawned(tmp_path_factory, cifar_dir, mc_model) -> tuple[Path, list[dict]]:
+def spawned(tmp_path_factory, cifar_dir, mc_model, image_folder) -> tuple[Path, list[dict]]:
     """Run :func:`_spawned` on 2 processes; returns (folder, [report of rank 0, report of rank 1]).
 
-    ``folder/full`` holds an uninterrupted 2-epoch run, ``folder/run`` the same run killed after epoch 1.
+    ``folder/full`` holds an uninterrupted 2-epoch run, ``folder/run`` the same run killed after epoch 1,
+    ``folder/folder`` a run on the image folder.
     """
     folder = tmp_path_factory.mktemp("spawn")
-    torch.multiprocessing.spawn(_spawned, args=(free_port(), str(folder), str(cifar_dir), str(mc_model)), nprocs=2)
+    torch.multiprocessing.spawn(_spawned, args=(free_port(), str(folder), str(cifar_dir), str(mc_model),
+                                                str(image_folder)), nprocs=2)
     return folder, [json.loads((folder / f"rank{r}.json").read_text()) for r in range(2)]
 
 
@@ -360,6 +384,21 @@ def test_two_processes_match_one_process_after_an_epoch(spawned, cifar_dir, tmp_
     log_one = pd.read_csv(tmp_path / "one" / "train_log.csv")
     log_two = pd.read_csv(folder / "run" / "train_log.csv")
     numeric_close(log_two, log_one, ["lr", "train_loss", "train_acc", "test_acc", "test_nll"], tol=1e-5)
+
+
+def test_image_folder_training_shards_images_and_matches_one_process(spawned, image_folder, tmp_path):
+    """Streaming folders: ranks stay identical after every step and equal the one-process run (SyncBatchNorm)."""
+    from smoothbench.train import TrainConfig, train
+
+    folder, reports = spawned
+    digests = reports[0]["folder_digests"]
+    assert len(digests) == 3 and all(d[0] == d[1] for d in digests)  # 15 images, global batch 6
+    assert len({d[0] for d in digests}) == 3
+    train(TrainConfig(**FOLDER_TRAIN, data_dir=str(image_folder), out=str(tmp_path / "one")))
+    one, two = weights(tmp_path / "one"), weights(folder / "folder")
+    worst = max((one[k].double() - two[k].double()).abs().max().item() for k in one)
+    assert worst < 1e-5
+    assert json.loads((folder / "folder" / "config.json").read_text())["n_train"] == 15
 
 
 def test_resume_with_another_process_count_is_refused(spawned, cifar_dir):
