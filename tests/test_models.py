@@ -250,6 +250,23 @@ def test_keyed_masks_are_reproducible_and_have_rate_p():
     assert not torch.equal(mask[0], mask[1])
 
 
+def test_keyed_masks_do_not_depend_on_the_hashing_block(monkeypatch):
+    """CPU-sized blocks (many per call here) and one GPU-sized block give the same mask and dropout output."""
+    import smoothbench.models.layers as layers
+
+    keys = mc_row_keys(3, torch.arange(40), torch.arange(40) % 3)
+    layer = MCDropout(0.2).eval()
+    layer.mc_enabled, layer.layer_id, layer.row_keys = True, 5, keys
+    x = torch.randn(40, 7, 9, 9)
+    outputs = []
+    for block in (7 * 81 * 3 + 5, layers._GPU_BLOCK_ELEMENTS):  # 3 rows per block (14 blocks), then one block
+        monkeypatch.setattr(layers, "_CPU_BLOCK_ELEMENTS", block)
+        with torch.inference_mode():
+            outputs.append((keyed_keep_mask(keys, 5, 7 * 81, 0.2), layer(x)))
+    assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
+    assert layers.mask_block_elements(torch.device("cuda")) == layers._GPU_BLOCK_ELEMENTS
+
+
 def fmix32_python(h: int) -> int:
     """MurmurHash3's fmix32 on unbounded Python ints (the reference for the int64-tensor version)."""
     h ^= h >> 16

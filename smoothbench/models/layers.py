@@ -26,10 +26,18 @@ _GOLDEN32 = 0x9E3779B1  # odd, so e -> e * _GOLDEN32 mod 2^32 is a bijection
 _LANE_A, _LANE_B = 0x243F6A88, 0x85A308D3  # two independent 32-bit hash lanes (hex digits of pi)
 _FMIX_C1, _FMIX_C2 = 0x85EBCA6B, 0xC2B2AE35  # fmix32's multipliers
 _SIGN32 = 1 << 31
-# Elements of a mask hashed at once (whole rows): the ~17 int32 passes over a block then run on two 2 MiB
-# buffers that stay in cache instead of streaming [B, numel] temporaries through memory (with int32, ~4x
-# faster on CPU than the former whole-tensor int64 form; 256 Ki-1 Mi elements measured alike).
-_BLOCK_ELEMENTS = 1 << 19
+# Elements of a mask hashed at once (whole rows). CPU: the ~17 int32 passes over a block then run on two
+# 2 MiB buffers that stay in cache instead of streaming [B, numel] temporaries through memory (with int32,
+# ~4x faster on CPU than the former whole-tensor int64 form; 256 Ki-1 Mi elements measured alike).
+# GPU: memory bandwidth is plentiful but every pass is a kernel launch, so blocks are large (two 256 MiB
+# buffers): with CPU-sized blocks an MC forward of 2,048 CIFAR images would launch ~20,000 tiny kernels.
+_CPU_BLOCK_ELEMENTS = 1 << 19
+_GPU_BLOCK_ELEMENTS = 1 << 26
+
+
+def mask_block_elements(device: torch.device) -> int:
+    """Mask elements hashed per block on ``device`` (the masks do not depend on it)."""
+    return _CPU_BLOCK_ELEMENTS if device.type == "cpu" else _GPU_BLOCK_ELEMENTS
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -215,7 +223,7 @@ def _signed_hashes(row_keys: Tensor, layer_id: int, numel: int) -> Iterator[tupl
     counters = (torch.arange(numel, dtype=torch.int64, device=device) * _GOLDEN32) & _MASK32
     sa, sb, counters = (_int32_words(_xorshift_(v, 16, torch.empty_like(v))) for v in (sa, sb, counters))
     rows_total = row_keys.shape[0]
-    step = max(1, min(rows_total, _BLOCK_ELEMENTS // max(numel, 1)))
+    step = max(1, min(rows_total, mask_block_elements(device) // max(numel, 1)))
     h = torch.empty((step, numel), dtype=torch.int32, device=device)
     tmp = torch.empty_like(h)
     for start in range(0, rows_total, step):
