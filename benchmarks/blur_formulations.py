@@ -7,21 +7,24 @@ by one row and column (ResNet-18 on CIFAR: 33x33 after stage 1, 17x17 inside sta
 every formulation computes ``y[i, j] = (z[i-1, j-1] + z[i-1, j] + z[i, j-1] + z[i, j]) / 4`` with ``z = 0``
 outside the map (output (H+1)x(W+1)); they differ only in float rounding order:
 
-- ``avgpool`` (current): ``smoothbench.models.layers.Smoothing("tanh-blur", "box2-pad1")``;
+- ``avgpool`` (the reference): the paper code's ``nn.AvgPool2d(2, stride=1, padding=1)``;
 - ``shift4``: zero-pad 1 on every side, sum of the 4 shifted (H+1)x(W+1) views, times 0.25;
 - ``shift2x2``: the same sum done separably (neighbour pairs along W, then along H: 2 adds instead of 3);
-- ``dwconv``: depthwise ``conv2d`` with a 2x2 kernel of 1/4 and padding 1;
-- ``compile``: ``torch.compile`` of the current layer (inductor fuses tanh, relu and the blur).
+- ``dwconv (ours)``: depthwise ``conv2d`` with a 2x2 kernel of 1/4 and padding 1, what smoothbench uses
+  (``smoothbench.models.layers.PaddedBox2``, chosen from this benchmark's CPU figures);
+- ``compile``: ``torch.compile`` of smoothbench's layer (inductor fuses tanh, relu and the blur).
 
 Each is timed forward (no grad) and forward+backward (``autograd.grad`` w.r.t. the input) on the ResNet-18
 CIFAR stage shapes [B, w, 32, 32], [B, 2w, 16, 16], [B, 4w, 8, 8] (``--batch`` B, ``--width`` w), fp32
-contiguous and, on CUDA, bf16 channels-last; the max |difference| to the current output and input
-gradient is printed.
+contiguous and, on CUDA, bf16 channels-last; the max |difference| to the avgpool output and input
+gradient is printed; speed-ups are against ``avgpool``.
 
 **(b) network level.** A ResNet-18 mcdo tanh-blur SGD training step (:func:`smoothbench.train.train_step`,
 ``--net-batch`` random images, same weights in every variant) with
 
-- ``current``: ``box2-pad1`` (smoothed maps 33, 18, 10, 6 on CIFAR);
+- ``avgpool (paper)``: ``box2-pad1`` with the paper code's ``AvgPool2d`` blur (smoothed maps 33, 18, 10, 6 on
+  CIFAR), the reference of every ratio;
+- ``smoothbench (dwconv)``: the model as smoothbench builds it (its blur is a depthwise conv);
 - ``pad-even``: the same model with every odd smoothed map but the last zero-padded by one row at the
   bottom and one column at the right (33 -> 34). Exact for the next stage, which starts with a 3x3
   stride-2 pad-1 conv (output row i reads input rows 2i-1..2i+1, i <= 16, so row 33 at most: a zero in
@@ -32,12 +35,12 @@ gradient is printed.
   parameter gradient of one seeded train-mode step);
 - ``box2-same``: the ``box2-same`` blur (replicate pad, maps 32/16/8/4): a different model, NOT equivalent,
   timed to show what the odd sizes cost at most;
-- ``shift4`` / ``shift2x2`` / ``dwconv``: the current model with every blur computed by that layer-level
-  formulation (exactly equal up to rounding order; checked like ``pad-even``).
+- ``shift4`` / ``shift2x2``: the model with every blur computed by that layer-level formulation (exactly
+  equal up to rounding order; checked like ``pad-even``).
 
 Steps run in ``--modes`` (``fp32`` eager; ``bf16-cl`` autocast + channels-last; ``bf16-cl-compile`` the same
 compiled); ``--repeats`` rounds alternate the variants and the best round of each counts (shared machines).
-Ratios are speed-ups against the current formulation (> 1: faster).
+Ratios are speed-ups against the paper's formulation (> 1: faster).
 
 Usage::
 
@@ -68,7 +71,8 @@ MODES = {  # name -> (precision, channels_last, compile)
     "bf16-cl": ("bf16", True, False),
     "bf16-cl-compile": ("bf16", True, True),
 }
-NET_VARIANTS = ("pad-even", "box2-same", "shift4", "shift2x2", "dwconv")
+NET_VARIANTS = ("pad-even", "box2-same", "shift4", "shift2x2")
+REFERENCE = "avgpool (paper)"
 
 
 # ------------------------------------------------------------------------------------------ (a) layer level
@@ -89,19 +93,13 @@ class Shift2x2Box2(nn.Module):
         return (pairs[..., :-1, :] + pairs[..., 1:, :]) * 0.25
 
 
-class DepthwiseBox2(nn.Module):
-    """box2-pad1 as a depthwise 2x2 convolution with weights 1/4 and zero padding 1."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.register_buffer("weight", torch.full((channels, 1, 2, 2), 0.25), persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight.to(x.dtype), padding=1, groups=x.shape[1])
+def paper_blur() -> nn.Module:
+    """The paper code's blur, the reference of every comparison."""
+    return nn.AvgPool2d(2, stride=1, padding=1)
 
 
 def smoothing_with(blur: nn.Module | None) -> Smoothing:
-    """The current tanh-blur layer, with its blur swapped for ``blur`` (same squash code)."""
+    """smoothbench's tanh-blur layer, with its blur swapped for ``blur`` (same squash code)."""
     layer = Smoothing("tanh-blur", "box2-pad1", TAU)
     if blur is not None:
         layer.blur = blur
@@ -124,9 +122,9 @@ def layer_level(args, device: torch.device) -> None:
     configs = [(torch.float32, False)] + ([(torch.bfloat16, True)] if device.type == "cuda" else [])
     for dtype, channels_last in configs:
         label = f"{str(dtype).split('.')[-1]}{' channels-last' if channels_last else ' contiguous'}"
-        print(f"\n== (a) layer level, {label}: ms per call (fastest timed block), speed-up = current / this; "
+        print(f"\n== (a) layer level, {label}: ms per call (fastest timed block), speed-up = avgpool / this; "
               f"outputs reach τ = {TAU:g}{' (bf16 spacing there: 0.0625)' if dtype == torch.bfloat16 else ''}")
-        print(f"{'shape':18} {'formulation':10} {'fwd ms':>9} {'x cur':>6} {'fwd+bwd ms':>11} {'x cur':>6} "
+        print(f"{'shape':18} {'formulation':14} {'fwd ms':>9} {'x ref':>6} {'fwd+bwd ms':>11} {'x ref':>6} "
               f"{'max|d| out':>11} {'max|d| grad':>11}  note")
         for shape in shapes:
             torch.manual_seed(0)
@@ -134,8 +132,8 @@ def layer_level(args, device: torch.device) -> None:
             xg = x.detach().clone().requires_grad_(True)
             g = to_channels_last(torch.randn((shape[0], shape[1], shape[2] + 1, shape[3] + 1), device=device)
                                  .to(dtype), channels_last)
-            layers = {"avgpool": smoothing_with(None), "shift4": smoothing_with(Shift4Box2()),
-                      "shift2x2": smoothing_with(Shift2x2Box2()), "dwconv": smoothing_with(DepthwiseBox2(shape[1]))}
+            layers = {"avgpool": smoothing_with(paper_blur()), "shift4": smoothing_with(Shift4Box2()),
+                      "shift2x2": smoothing_with(Shift2x2Box2()), "dwconv (ours)": smoothing_with(None)}
             layers = {k: v.to(device) for k, v in layers.items()}
             if args.compile:
                 torch._dynamo.reset()  # one fresh cache per shape: no recompilation limit, no dynamic shapes
@@ -159,7 +157,7 @@ def layer_level(args, device: torch.device) -> None:
                 t_f, t_fb = best_ms(fwd, args.min_time), best_ms(fwd_bwd, args.min_time)
                 base = base or (t_f, t_fb)
                 note = f"first calls {first_s:.1f}s (compile)" if name == "compile" else ""
-                print(f"{str(list(shape)):18} {name:10} {t_f:9.3f} {base[0] / t_f:6.2f} {t_fb:11.3f} "
+                print(f"{str(list(shape)):18} {name:14} {t_f:9.3f} {base[0] / t_f:6.2f} {t_fb:11.3f} "
                       f"{base[1] / t_fb:6.2f} {d_out:11.2e} {d_grad:11.2e}  {note}")
 
 
@@ -204,8 +202,8 @@ def with_blur(model: nn.Module, formulation: str) -> nn.Module:
     """A copy of ``model`` with every smoothing layer's blur computed by the layer-level ``formulation``."""
     swapped = copy.deepcopy(model)
     for k, (channels, _) in enumerate(smoothed_shapes(model), start=1):
-        blur = {"shift4": Shift4Box2, "shift2x2": Shift2x2Box2}.get(formulation)
-        getattr(swapped, f"smooth{k}")[0].blur = blur() if blur else DepthwiseBox2(channels)
+        blur = {"shift4": Shift4Box2, "shift2x2": Shift2x2Box2, "avgpool": paper_blur}[formulation]
+        getattr(swapped, f"smooth{k}")[0].blur = blur()
     return swapped
 
 
@@ -214,7 +212,7 @@ def _rel(a: Tensor, b: Tensor) -> float:
     return ((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item()
 
 
-def check_exact(current: nn.Module, candidate: nn.Module, device: torch.device, batch: int) -> str:
+def check_exact(reference: nn.Module, candidate: nn.Module, device: torch.device, batch: int) -> str:
     """Relative max |Δ| (:func:`_rel`) of eval logits (float32 and float64), and of logits and every parameter
     gradient of one seeded train-mode step in float64.
 
@@ -226,9 +224,9 @@ def check_exact(current: nn.Module, candidate: nn.Module, device: torch.device, 
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     with torch.no_grad():
-        d32 = _rel(copy.deepcopy(current).to(device).eval()(x), copy.deepcopy(candidate).to(device).eval()(x))
+        d32 = _rel(copy.deepcopy(reference).to(device).eval()(x), copy.deepcopy(candidate).to(device).eval()(x))
     outs = []
-    for model in (current, candidate):
+    for model in (reference, candidate):
         model = copy.deepcopy(model).to(device, torch.float64)
         with torch.no_grad():
             eval_logits = model.eval()(x.double())
@@ -280,29 +278,30 @@ def time_steps(models: dict[str, nn.Module], mode: str, args, device: torch.devi
 
 
 def network_level(args, device: torch.device) -> None:
-    current = resnet(args.net_width, "box2-pad1")
-    models = {"current": current}
+    ours = resnet(args.net_width, "box2-pad1")
+    reference = with_blur(ours, "avgpool")
+    models = {REFERENCE: reference, "smoothbench (dwconv)": ours}
     for variant in args.net_variants:
         if variant == "pad-even":
-            models[variant] = pad_even(current)
+            models[variant] = pad_even(reference)
         elif variant == "box2-same":
             same = resnet(args.net_width, "box2-same")
-            same.load_state_dict(current.state_dict())  # blurs own no parameters: same weights, other maps
+            same.load_state_dict(ours.state_dict())  # blurs own no parameters: same weights, other maps
             models["box2-same (not equivalent)"] = same
         else:
-            models[f"{variant} blur"] = with_blur(current, variant)
+            models[f"{variant} blur"] = with_blur(ours, variant)
     print(f"\n== (b) network level: resnet18 mcdo tanh-blur width {args.net_width or 64}, batch {args.net_batch}, "
           f"{args.steps} timed steps x best of {args.repeats} rounds after {args.warmup} warm-up steps")
     for name, model in models.items():
         print(f"  {name:28} smoothed map sides {[side for _, side in smoothed_shapes(model)]}")
     for name, model in models.items():
-        if name not in ("current", "box2-same (not equivalent)"):
-            print(f"  {name} vs current on {device}: {check_exact(current, model, device, args.net_batch)}")
+        if name not in (REFERENCE, "box2-same (not equivalent)"):
+            print(f"  {name} vs {REFERENCE} on {device}: {check_exact(reference, model, device, args.net_batch)}")
     for mode in args.modes:
         torch._dynamo.reset()
         rates = time_steps(models, mode, args, device)
         for name, rate in rates.items():
-            print(f"  {mode:16} {name:28} {rate:10.1f} images/s  x{rate / rates['current']:.3f} vs current")
+            print(f"  {mode:16} {name:28} {rate:10.1f} images/s  x{rate / rates[REFERENCE]:.3f} vs {REFERENCE}")
 
 
 def main() -> None:
@@ -318,7 +317,7 @@ def main() -> None:
     parser.add_argument("--modes", default=None, help="(b) comma-separated of " + ", ".join(MODES) +
                         " (default: fp32 on CPU; bf16-cl,bf16-cl-compile on CUDA)")
     parser.add_argument("--net-variants", default=",".join(NET_VARIANTS),
-                        help="(b) comma-separated variants timed against the current model: " + ", ".join(NET_VARIANTS))
+                        help="(b) comma-separated variants timed against the paper-blur model: " + ", ".join(NET_VARIANTS))
     parser.add_argument("--steps", type=int, default=20, help="(b) timed steps per round")
     parser.add_argument("--warmup", type=int, default=3, help="(b) untimed steps first (compilation)")
     parser.add_argument("--repeats", type=int, default=3, help="(b) rounds; the best of each variant counts")

@@ -57,6 +57,24 @@ def test_blur_output_sizes(kind, grow):
         assert make_blur(kind)(torch.randn(2, 3, h, w)).shape == (2, 3, h + grow, w + grow)
 
 
+def test_box2_pad1_equals_the_paper_avgpool_forward_and_backward():
+    """box2-pad1 is computed as a depthwise conv; it must stay the paper's AvgPool2d(2, 1, 1)."""
+    torch.manual_seed(0)
+    blur, pool = make_blur("box2-pad1"), nn.AvgPool2d(2, stride=1, padding=1)
+    assert list(blur.parameters()) == [] and blur.state_dict() == {}
+    for shape, channels_last in (((3, 5, 7, 6), False), ((2, 16, 9, 9), True)):
+        x = torch.randn(shape)
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+        upstream = torch.randn(shape[0], shape[1], shape[2] + 1, shape[3] + 1)
+        (blur(ours) * upstream).sum().backward()
+        (pool(ref) * upstream).sum().backward()
+        torch.testing.assert_close(blur(x), pool(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(ours.grad, ref.grad, rtol=0, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert blur(torch.randn(1, 4, 6, 6)).dtype == torch.bfloat16
+
+
 def test_box2_same_replicates_the_border():
     y = make_blur("box2-same")(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]))[0, 0]
     torch.testing.assert_close(y, torch.tensor([[2.5, 3.0], [3.5, 4.0]]))

@@ -47,6 +47,27 @@ def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                      bias=False)
 
 
+class PaddedBox2(nn.Module):
+    """The paper code's blur, ``AvgPool2d(2, stride=1, padding=1)`` (count_include_pad), as a depthwise conv.
+
+    ``y[i, j] = (x[i-1, j-1] + x[i-1, j] + x[i, j-1] + x[i, j]) / 4`` with zeros outside the map, so H -> H+1.
+    Computed as a depthwise 2x2 convolution with weights 1/4 and zero padding 1 rather than with
+    ``avg_pool2d``: same values (identical forward in float32 in our checks, gradients equal up to
+    summation order) but 2.8-3.9x faster as a layer and 1.08-1.15x faster per ResNet-18 training step on
+    the CPU (``benchmarks/blur_formulations.py``). The kernel is a non-persistent buffer, as in
+    :class:`Binomial3`, so state dicts match the paper's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("kernel", torch.full((1, 1, 2, 2), 0.25), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        weight = self.kernel.to(x.dtype).expand(channels, 1, 2, 2)
+        return F.conv2d(x, weight, padding=1, groups=channels)
+
+
 class SameBox2(nn.Module):
     """Size-preserving 2x2 box blur: replicate-pad one row/column right and bottom, then average 2x2.
 
@@ -83,13 +104,14 @@ class Binomial3(nn.Module):
 def make_blur(kind: str) -> nn.Module:
     """The blur named by ``spec.blur``.
 
-    - ``box2-pad1``: ``AvgPool2d(2, stride=1, padding=1)`` with ``count_include_pad=True`` (paper's code):
-      H -> H+1, every output is the sum of its 2x2 window divided by 4 (zeros outside), so a corner is x/4.
+    - ``box2-pad1``: the paper code's ``AvgPool2d(2, stride=1, padding=1)`` with ``count_include_pad=True``
+      (:class:`PaddedBox2`): H -> H+1, every output is the sum of its 2x2 window divided by 4 (zeros
+      outside), so a corner is x/4.
     - ``box2-same``: :class:`SameBox2` (H -> H).
     - ``binomial3``: :class:`Binomial3` (H -> H).
     """
     if kind == "box2-pad1":
-        return nn.AvgPool2d(kernel_size=2, stride=1, padding=1)
+        return PaddedBox2()
     if kind == "box2-same":
         return SameBox2()
     if kind == "binomial3":
