@@ -611,7 +611,7 @@ def demo(
     epochs: int = typer.Option(5, help="Training epochs per model."),
     force: bool = typer.Option(False, "--force", help="Retrain even if the demo's runs exist."),
 ) -> None:
-    """The whole pipeline on the embedded synthetic data, on the CPU, in about four minutes."""
+    """The whole pipeline on the embedded synthetic data, on the CPU, in about three and a half minutes."""
     from smoothbench.demo import DemoSettings, run_demo
 
     console.print("[bold]smoothbench demo[/bold]: four narrow ResNet-18s (dnn / MC dropout, with and without "

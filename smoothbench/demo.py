@@ -20,7 +20,7 @@ BarFactory = Callable[[int, str], ContextManager]
 
 @dataclass
 class DemoSettings:
-    """Sizes chosen so the whole demo runs in about four minutes on two CPU cores (221 s measured)."""
+    """Sizes chosen so the whole demo runs in about three and a half minutes on two CPU cores (203 s measured)."""
 
     out: Path = Path("demo_runs")
     width: int = 8
