@@ -10,13 +10,14 @@ outside the map (output (H+1)x(W+1)); they differ only in float rounding order:
 - ``avgpool`` (the reference): the paper code's ``nn.AvgPool2d(2, stride=1, padding=1)``;
 - ``shift4``: zero-pad 1 on every side, sum of the 4 shifted (H+1)x(W+1) views, times 0.25;
 - ``shift2x2``: the same sum done separably (neighbour pairs along W, then along H: 2 adds instead of 3);
-- ``dwconv (ours)``: depthwise ``conv2d`` with a 2x2 kernel of 1/4 and padding 1, what smoothbench uses
-  (``smoothbench.models.layers.PaddedBox2``, chosen from this benchmark's CPU figures);
-- ``compile``: ``torch.compile`` of smoothbench's layer (inductor fuses tanh, relu and the blur).
+- ``dwconv``: depthwise ``conv2d`` with a 2x2 kernel of 1/4 and padding 1 (``PaddedBox2.depthwise``), what
+  smoothbench uses on the CPU (chosen from this benchmark's CPU figures; other devices keep ``avg_pool2d``);
+- ``compile avgpool`` / ``compile dwconv``: ``torch.compile`` of the layer with either blur (inductor fuses
+  tanh, relu and a pooling; a convolution stays a library call).
 
 Each is timed forward (no grad) and forward+backward (``autograd.grad`` w.r.t. the input) on the ResNet-18
 CIFAR stage shapes [B, w, 32, 32], [B, 2w, 16, 16], [B, 4w, 8, 8] (``--batch`` B, ``--width`` w), fp32
-contiguous and, on CUDA, bf16 channels-last; the max |difference| to the avgpool output and input
+contiguous and, on CUDA, also fp32 and bf16 channels-last; the max |difference| to the avgpool output and input
 gradient is printed; speed-ups are against ``avgpool``.
 
 **(b) network level.** A ResNet-18 mcdo tanh-blur SGD training step (:func:`smoothbench.train.train_step`,
@@ -24,7 +25,7 @@ gradient is printed; speed-ups are against ``avgpool``.
 
 - ``avgpool (paper)``: ``box2-pad1`` with the paper code's ``AvgPool2d`` blur (smoothed maps 33, 18, 10, 6 on
   CIFAR), the reference of every ratio;
-- ``smoothbench (dwconv)``: the model as smoothbench builds it (its blur is a depthwise conv);
+- ``dwconv blur``: every blur computed as the depthwise conv (smoothbench's choice on the CPU);
 - ``pad-even``: the same model with every odd smoothed map but the last zero-padded by one row at the
   bottom and one column at the right (33 -> 34). Exact for the next stage, which starts with a 3x3
   stride-2 pad-1 conv (output row i reads input rows 2i-1..2i+1, i <= 16, so row 33 at most: a zero in
@@ -35,8 +36,8 @@ gradient is printed; speed-ups are against ``avgpool``.
   parameter gradient of one seeded train-mode step);
 - ``box2-same``: the ``box2-same`` blur (replicate pad, maps 32/16/8/4): a different model, NOT equivalent,
   timed to show what the odd sizes cost at most;
-- ``shift4`` / ``shift2x2``: the model with every blur computed by that layer-level formulation (exactly
-  equal up to rounding order; checked like ``pad-even``).
+- ``shift4`` / ``shift2x2``: the same with those layer-level formulations (exactly equal up to rounding
+  order; checked like ``pad-even``).
 
 Steps run in ``--modes`` (``fp32`` eager; ``bf16-cl`` autocast + channels-last; ``bf16-cl-compile`` the same
 compiled); ``--repeats`` rounds alternate the variants and the best round of each counts (shared machines).
@@ -61,7 +62,7 @@ from torch import Tensor, nn
 from torch.utils import benchmark
 
 from smoothbench.device import resolve_device, to_channels_last
-from smoothbench.models.layers import Smoothing
+from smoothbench.models.layers import PaddedBox2, Smoothing
 from smoothbench.models.registry import create_model
 from smoothbench.train import train_step
 
@@ -71,7 +72,7 @@ MODES = {  # name -> (precision, channels_last, compile)
     "bf16-cl": ("bf16", True, False),
     "bf16-cl-compile": ("bf16", True, True),
 }
-NET_VARIANTS = ("pad-even", "box2-same", "shift4", "shift2x2")
+NET_VARIANTS = ("pad-even", "box2-same", "dwconv", "shift4", "shift2x2")
 REFERENCE = "avgpool (paper)"
 
 
@@ -98,6 +99,13 @@ def paper_blur() -> nn.Module:
     return nn.AvgPool2d(2, stride=1, padding=1)
 
 
+class DepthwiseBox2(PaddedBox2):
+    """smoothbench's blur forced to its depthwise-convolution form on every device."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.depthwise(x)
+
+
 def smoothing_with(blur: nn.Module | None) -> Smoothing:
     """smoothbench's tanh-blur layer, with its blur swapped for ``blur`` (same squash code)."""
     layer = Smoothing("tanh-blur", "box2-pad1", TAU)
@@ -119,12 +127,12 @@ def layer_level(args, device: torch.device) -> None:
     """Print time and max |Δ| of every formulation, per stage shape and precision/format."""
     w = args.width
     shapes = [(args.batch, w, 32, 32), (args.batch, 2 * w, 16, 16), (args.batch, 4 * w, 8, 8)]
-    configs = [(torch.float32, False)] + ([(torch.bfloat16, True)] if device.type == "cuda" else [])
+    configs = [(torch.float32, False)] + ([(torch.float32, True), (torch.bfloat16, True)] if device.type == "cuda" else [])
     for dtype, channels_last in configs:
         label = f"{str(dtype).split('.')[-1]}{' channels-last' if channels_last else ' contiguous'}"
         print(f"\n== (a) layer level, {label}: ms per call (fastest timed block), speed-up = avgpool / this; "
               f"outputs reach τ = {TAU:g}{' (bf16 spacing there: 0.0625)' if dtype == torch.bfloat16 else ''}")
-        print(f"{'shape':18} {'formulation':14} {'fwd ms':>9} {'x ref':>6} {'fwd+bwd ms':>11} {'x ref':>6} "
+        print(f"{'shape':18} {'formulation':16} {'fwd ms':>9} {'x ref':>6} {'fwd+bwd ms':>11} {'x ref':>6} "
               f"{'max|d| out':>11} {'max|d| grad':>11}  note")
         for shape in shapes:
             torch.manual_seed(0)
@@ -133,11 +141,13 @@ def layer_level(args, device: torch.device) -> None:
             g = to_channels_last(torch.randn((shape[0], shape[1], shape[2] + 1, shape[3] + 1), device=device)
                                  .to(dtype), channels_last)
             layers = {"avgpool": smoothing_with(paper_blur()), "shift4": smoothing_with(Shift4Box2()),
-                      "shift2x2": smoothing_with(Shift2x2Box2()), "dwconv (ours)": smoothing_with(None)}
+                      "shift2x2": smoothing_with(Shift2x2Box2()), "dwconv": smoothing_with(DepthwiseBox2())}
             layers = {k: v.to(device) for k, v in layers.items()}
             if args.compile:
                 torch._dynamo.reset()  # one fresh cache per shape: no recompilation limit, no dynamic shapes
-                layers["compile"] = torch.compile(smoothing_with(None).to(device), dynamic=False)
+                for blur in ("avgpool", "dwconv"):
+                    plain = smoothing_with(paper_blur() if blur == "avgpool" else DepthwiseBox2()).to(device)
+                    layers[f"compile {blur}"] = torch.compile(plain, dynamic=False)
             ref_out, ref_grad, base = None, None, None
             for name, layer in layers.items():
                 def fwd(layer=layer) -> Tensor:
@@ -148,7 +158,7 @@ def layer_level(args, device: torch.device) -> None:
                     return torch.autograd.grad(layer(xg), xg, g)[0]
 
                 start = time.perf_counter()
-                out, grad = fwd(), fwd_bwd()  # first calls: compilation for ``compile``
+                out, grad = fwd(), fwd_bwd()  # first calls: compilation for ``compile ...``
                 first_s = time.perf_counter() - start
                 if ref_out is None:
                     ref_out, ref_grad = out, grad
@@ -156,8 +166,8 @@ def layer_level(args, device: torch.device) -> None:
                 d_grad = (grad.float() - ref_grad.float()).abs().max().item()
                 t_f, t_fb = best_ms(fwd, args.min_time), best_ms(fwd_bwd, args.min_time)
                 base = base or (t_f, t_fb)
-                note = f"first calls {first_s:.1f}s (compile)" if name == "compile" else ""
-                print(f"{str(list(shape)):18} {name:14} {t_f:9.3f} {base[0] / t_f:6.2f} {t_fb:11.3f} "
+                note = f"first calls {first_s:.1f}s (compile)" if name.startswith("compile") else ""
+                print(f"{str(list(shape)):18} {name:16} {t_f:9.3f} {base[0] / t_f:6.2f} {t_fb:11.3f} "
                       f"{base[1] / t_fb:6.2f} {d_out:11.2e} {d_grad:11.2e}  {note}")
 
 
@@ -201,8 +211,8 @@ def pad_even(model: nn.Module) -> nn.Module:
 def with_blur(model: nn.Module, formulation: str) -> nn.Module:
     """A copy of ``model`` with every smoothing layer's blur computed by the layer-level ``formulation``."""
     swapped = copy.deepcopy(model)
-    for k, (channels, _) in enumerate(smoothed_shapes(model), start=1):
-        blur = {"shift4": Shift4Box2, "shift2x2": Shift2x2Box2, "avgpool": paper_blur}[formulation]
+    blur = {"shift4": Shift4Box2, "shift2x2": Shift2x2Box2, "dwconv": DepthwiseBox2, "avgpool": paper_blur}[formulation]
+    for k in range(1, len(smoothed_shapes(model)) + 1):
         getattr(swapped, f"smooth{k}")[0].blur = blur()
     return swapped
 
@@ -280,7 +290,7 @@ def time_steps(models: dict[str, nn.Module], mode: str, args, device: torch.devi
 def network_level(args, device: torch.device) -> None:
     ours = resnet(args.net_width, "box2-pad1")
     reference = with_blur(ours, "avgpool")
-    models = {REFERENCE: reference, "smoothbench (dwconv)": ours}
+    models = {REFERENCE: reference}
     for variant in args.net_variants:
         if variant == "pad-even":
             models[variant] = pad_even(reference)
@@ -289,7 +299,7 @@ def network_level(args, device: torch.device) -> None:
             same.load_state_dict(ours.state_dict())  # blurs own no parameters: same weights, other maps
             models["box2-same (not equivalent)"] = same
         else:
-            models[f"{variant} blur"] = with_blur(ours, variant)
+            models[f"{variant} blur"] = with_blur(ours, variant)  # dwconv: smoothbench's CPU blur
     print(f"\n== (b) network level: resnet18 mcdo tanh-blur width {args.net_width or 64}, batch {args.net_batch}, "
           f"{args.steps} timed steps x best of {args.repeats} rounds after {args.warmup} warm-up steps")
     for name, model in models.items():

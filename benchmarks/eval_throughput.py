@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ from smoothbench.data import NORMALIZATION, get_dataset
 from smoothbench.device import resolve_device
 from smoothbench.ensembles import default_mc_chunk, predict
 from smoothbench.models.registry import create_model
-from paper_style import PILImages  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from paper_style import PILImages, with_paper_blur  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,9 @@ def sync(device: torch.device) -> None:
 
 
 def paper_style(model, source, args, device: torch.device, passes: int) -> float:
-    """Sample-forwards/s of ``passes`` full DataLoader passes with torch-RNG dropout, fp32."""
+    """Sample-forwards/s of ``passes`` full DataLoader passes with torch-RNG dropout, fp32, through a copy of
+    ``model`` with the paper's blur layer (:func:`with_paper_blur`)."""
+    model = with_paper_blur(copy.deepcopy(model))
     mean, std = NORMALIZATION[source.name]
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
     dataset = PILImages(source.numpy_nhwc(), source.labels.cpu().numpy(), transform)

@@ -6,6 +6,7 @@ report training images per second over ``--steps`` optimiser steps, after ``--wa
 - **baseline**: fp32; a torchvision-style dataset that hands out PIL images, per-image
   RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize, batched by a torch
   ``DataLoader`` (shuffle, ``--workers`` processes), then copied to the device (as the paper's code does);
+  the paper's blur layer (``AvgPool2d``, see ``paper_style.with_paper_blur``);
 - **fast**: smoothbench's training step (:func:`smoothbench.train.train_step`) fed by the data layer's
   device-resident batches (crop/flip/normalise batched on the device); on a GPU also bf16 autocast,
   channels-last and ``torch.compile``.
@@ -33,7 +34,7 @@ from smoothbench.data import NORMALIZATION, get_dataset
 from smoothbench.device import resolve_device, to_channels_last
 from smoothbench.models.registry import create_model
 from smoothbench.train import train_step
-from paper_style import PILImages  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from paper_style import PILImages, with_paper_blur  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 BATCH = 128
 
@@ -79,7 +80,7 @@ def baseline(source, args, device: torch.device) -> float:
     dataset = PILImages(source.numpy_nhwc(), source.labels.cpu().numpy(), transform)
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=args.workers,
                         pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
-    model = make_model(args.width, device).train()
+    model = with_paper_blur(make_model(args.width, device)).train()
     optimizer, scheduler = sgd(model)
 
     def step(x, y):

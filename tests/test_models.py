@@ -71,6 +71,8 @@ def test_box2_pad1_equals_the_paper_avgpool_forward_and_backward():
         (pool(ref) * upstream).sum().backward()
         torch.testing.assert_close(blur(x), pool(x), rtol=0, atol=1e-6)
         torch.testing.assert_close(ours.grad, ref.grad, rtol=0, atol=1e-6)
+    unbatched = torch.randn(4, 5, 6)
+    torch.testing.assert_close(blur(unbatched), pool(unbatched), rtol=0, atol=1e-6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert blur(torch.randn(1, 4, 6, 6)).dtype == torch.bfloat16
 

@@ -32,8 +32,8 @@ def test_generated_sweep_rows_summary_and_resume(trained_synthetic_mcdo, tmp_pat
     assert set(rows.severity) == {0, 1, 3} and set(rows.source) == {"clean", "generated"}
     clean = rows[rows.severity == 0].acc.mean()
     assert clean > 0.3  # the fixture model learned something (chance is 0.1)
-    worst = rows[(rows.corruption == "gaussian_noise") & (rows.severity == 3)].acc.mean()
-    assert worst <= clean  # noise does not help
+    fingerprints = rows.groupby(["corruption", "severity"]).data_fingerprint.first()
+    assert fingerprints.nunique() == 5  # every cell holds other pixels: the corruptions were applied
     summary = pd.read_csv(tmp_path / "sweep_summary.csv")
     assert set(summary.ensemble_size) == {1, 2}
     cells = rows[rows.severity > 0]

@@ -48,14 +48,16 @@ def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
 
 
 class PaddedBox2(nn.Module):
-    """The paper code's blur, ``AvgPool2d(2, stride=1, padding=1)`` (count_include_pad), as a depthwise conv.
+    """The paper code's blur, ``AvgPool2d(2, stride=1, padding=1)`` (count_include_pad), H -> H+1.
 
-    ``y[i, j] = (x[i-1, j-1] + x[i-1, j] + x[i, j-1] + x[i, j]) / 4`` with zeros outside the map, so H -> H+1.
-    Computed as a depthwise 2x2 convolution with weights 1/4 and zero padding 1 rather than with
-    ``avg_pool2d``: same values (identical forward in float32 in our checks, gradients equal up to
-    summation order) but 2.8-3.9x faster as a layer and 1.08-1.15x faster per ResNet-18 training step on
-    the CPU (``benchmarks/blur_formulations.py``). The kernel is a non-persistent buffer, as in
-    :class:`Binomial3`, so state dicts match the paper's.
+    ``y[i, j] = (x[i-1, j-1] + x[i-1, j] + x[i, j-1] + x[i, j]) / 4`` with zeros outside the map. On the CPU
+    it is computed as a depthwise 2x2 convolution with weights 1/4 and zero padding 1: the same float32
+    values as ``avg_pool2d`` in our checks (gradients equal up to summation order), 2.8-3.9x faster as a
+    layer and 1.05-1.15x per ResNet-18 training step (``benchmarks/blur_formulations.py``). Other devices
+    keep ``avg_pool2d``: on CUDA a channels-last depthwise conv would go to cuDNN (TF32 for float32 by
+    default, so not the same values) and ``torch.compile`` fuses a pooling, not a convolution, with the
+    tanh/ReLU in front; that choice is to be revisited once the GPU suite has timed both. The kernel is a
+    non-persistent buffer, as in :class:`Binomial3`, so state dicts match the paper's.
     """
 
     def __init__(self) -> None:
@@ -63,7 +65,13 @@ class PaddedBox2(nn.Module):
         self.register_buffer("kernel", torch.full((1, 1, 2, 2), 0.25), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        channels = x.shape[1]
+        if x.device.type != "cpu":
+            return F.avg_pool2d(x, kernel_size=2, stride=1, padding=1)
+        return self.depthwise(x)
+
+    def depthwise(self, x: Tensor) -> Tensor:
+        """The blur as a depthwise convolution, on any device."""
+        channels = x.shape[-3]
         weight = self.kernel.to(x.dtype).expand(channels, 1, 2, 2)
         return F.conv2d(x, weight, padding=1, groups=channels)
 
