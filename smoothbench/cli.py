@@ -10,7 +10,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -18,9 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from smoothbench.errors import UserError
-
-if TYPE_CHECKING:  # the commands import the library lazily, so that `smoothbench --help` stays fast
-    from smoothbench.sweeps import Profile
 
 app = typer.Typer(
     add_completion=False,
@@ -110,12 +107,11 @@ def relaunch(nproc: int) -> None:
         raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
 
 
-def print_profile(profile: "Profile", seconds: float) -> None:
-    """One line: seconds per section of a :class:`smoothbench.sweeps.Profile`, the total and the
-    sample-forwards (image × MC sample × member forwards) per second of the total."""
-    sections = ", ".join(f"{name} {value:.2f}s" for name, value in profile.seconds.items())
-    rate = profile.sample_forwards / seconds if seconds > 0 else float("nan")
-    console.print(f"profile: {sections}, total {seconds:.2f}s, {rate:.0f} sample-forwards/s")
+def print_profile(sections: dict[str, float], total: float, rate: float, unit: str) -> None:
+    """One ``--profile`` line: seconds per section, the total wall time and a throughput (``rate`` per second
+    of ``unit``, e.g. sample-forwards or training images)."""
+    timing = ", ".join(f"{name} {value:.2f}s" for name, value in sections.items())
+    console.print(f"profile: {timing}, total {total:.2f}s, {rate:.0f} {unit}/s")
 
 
 def refuse_overwrite(path: Optional[Path], force: bool, what: str) -> None:
@@ -231,9 +227,9 @@ def eval_command(
         source = get_dataset(name, None if data_dir is None else str(data_dir), split, download=download,
                              subset=subset, seed=seed)
     check_dataset(members, name, source.num_classes)
-    steps = max(settings.sizes) if len(runs) == 1 else len(runs)
+    passes = max(settings.sizes) * (1 if len(runs) == 1 else (mc_samples or 1))
     start = time.perf_counter()
-    with progress_bar(len(source), f"eval {members.name} ({steps} passes)", quiet=quiet) as bar:
+    with progress_bar(len(source), f"eval {members.name} ({passes} passes)", quiet=quiet) as bar:
         rows, predictions = evaluate(members, source, settings, context={"dataset": name, "split": split},
                                      progress=bar, profile=profile)
     if RANK != 0:
@@ -261,7 +257,7 @@ def eval_command(
     if profile:
         timings = Profile()
         timings.add_predictions(predictions)
-        print_profile(timings, seconds)
+        print_profile(timings.seconds, seconds, timings.sample_forwards / seconds, "sample-forwards")
 
 
 
@@ -353,7 +349,7 @@ def corrupt(
                            "relative_mCE", "mCNLL", "mCECE") if c in summary.columns]
     show_table(summary.to_dict("records"), columns, f"{members.name} on {dataset}", PERCENT)
     if timings is not None:
-        print_profile(timings, seconds)
+        print_profile(timings.seconds, seconds, timings.sample_forwards / seconds, "sample-forwards")
     console.print(f"rows: {out}  summary: {summary_path}")
 
 
@@ -565,9 +561,8 @@ def train(
                    f"{result.spec.name} on {dataset}", ("train_acc", "test_acc"))
     console.print(f"run folder: {result.run_dir}  (test acc {result.test_acc:.2%}, {result.seconds:.0f}s)")
     if profile:  # images/s over the data + step time, like train_log.csv's images_per_s
-        timing = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
         training = result.timings["data"] + result.timings["step"]
-        console.print(f"profile: {timing}, total {seconds:.2f}s, {result.images / max(training, 1e-9):.0f} images/s")
+        print_profile(result.timings, seconds, result.images / max(training, 1e-9), "images")
 
 
 @data_app.command("make-c")

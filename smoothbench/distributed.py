@@ -147,6 +147,21 @@ def epoch_images(n: int, batch_size: int, world: int) -> int:
     return n - tail if 0 < tail < world else n
 
 
+def rank_batch_ranges(n: int, batch_size: int, rank: int, world: int) -> list[range]:
+    """Positions (in epoch order) of process ``rank``'s slice of every global batch of an epoch of ``n`` images.
+
+    Global batches of ``batch_size`` cover the first :func:`epoch_images` positions; each is cut into ``world``
+    contiguous shards (:func:`shard_bounds`), so the ranges of step ``i`` over all ranks make up global batch
+    ``i``, and in one process they are the batches themselves (the last one may be short).
+    """
+    used = epoch_images(n, batch_size, world)
+    ranges = []
+    for start in range(0, used, batch_size):
+        low, high = shard_bounds(min(batch_size, used - start), rank, world)
+        ranges.append(range(start + low, start + high))
+    return ranges
+
+
 def shard_source(source):
     """``(this process's contiguous shard of source, its first position in source)``.
 

@@ -47,8 +47,9 @@ class EnsemblePredictions:
     @property
     def sample_forwards(self) -> int:
         """Image-forwards behind these probabilities: ``n_images × max(sizes)`` for one model's MC samples,
-        ``n_images × members × mc_samples`` for a deep ensemble (``forwards`` counts batch passes instead)."""
-        per_image = max(self.sizes) if self.members == 1 else self.members * self.mc_samples
+        ``n_images × max(sizes) × mc_samples`` for a deep ensemble, whose first ``max(sizes)`` members run
+        (``forwards`` counts batch passes instead)."""
+        per_image = max(self.sizes) * (1 if self.members == 1 else self.mc_samples)
         return len(self.labels) * per_image
 
 
@@ -169,6 +170,7 @@ def predict(
     if mc_chunk < 1:
         raise UserError(f"--mc-chunk must be at least 1, got {mc_chunk}")
     spec = models[0].spec
+    models = list(models[: max(sizes)])  # a deep ensemble's members beyond the largest size are never used
     for model in models:
         model.to(device)
         if channels_last:
@@ -176,7 +178,7 @@ def predict(
         model.eval()
     stochastic = [m.spec.method == "mcdo" and m.spec.dropout_rate > 0 for m in models]
     runners = [torch.compile(m) if compile else m for m in models]  # MC state and keys stay on the plain module
-    steps = max(sizes) if members == 1 else members  # the running sum advances once per step
+    steps = max(sizes)  # the running sum advances once per step: an MC sample, or a member
     # Under torchrun each process predicts its contiguous shard (MC keys use positions in the whole
     # source) and the shards are gathered at the end, so every process returns all images.
     shard, first = distributed.shard_source(source)

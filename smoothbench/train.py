@@ -160,8 +160,8 @@ class TrainConfig:
 class TrainResult:
     """What :func:`train` returns: final-epoch metrics, the run folder and the whole log.
 
-    ``seconds`` is the wall time of the epochs of this call, ``images`` the training images they used (all
-    processes together) and ``timings`` the seconds per section of :data:`TIMED_SECTIONS`.
+    ``seconds`` is the wall time from the first epoch of this call to the saved ``model.pt``, ``images`` the
+    training images its epochs used (all processes together) and ``timings`` the seconds per section of :data:`TIMED_SECTIONS`.
     """
 
     run_dir: Path

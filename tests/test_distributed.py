@@ -527,6 +527,24 @@ def test_nproc_reaches_the_launcher_in_every_command(monkeypatch, tmp_path):
             app([*argv, "--nproc", "2"], standalone_mode=False)
 
 
+def test_nproc_relaunches_the_same_command_without_the_flag(monkeypatch, tmp_path):
+    """Each command hands the launcher N and its own arguments minus `--nproc` (either spelling), and exits
+    with the launcher's status; the absent model is never opened."""
+    import smoothbench.distributed as dist
+    from smoothbench.cli import app
+
+    launched = []
+    monkeypatch.setattr(dist, "launch", lambda nproc, argv: launched.append((nproc, list(argv))) or 3)
+    model = str(tmp_path / "absent.pt")
+    for argv, flag in ((["eval", model], ["--nproc", "2"]), (["corrupt", model, "--dataset", "cifar10-c"], ["--nproc=2"]),
+                       (["consistency", model], ["--nproc", "2"]), (["train"], ["--nproc=2"])):
+        full = [*argv, *flag, "--seed", "1"]
+        monkeypatch.setattr(sys, "argv", ["smoothbench", *full])
+        assert app(full, standalone_mode=False) == 3
+        assert launched[-1] == (2, [*argv, "--seed", "1"])
+    assert len(launched) == 4
+
+
 def test_nproc_eval_equals_one_process(mc_model, cifar_dir, tmp_path):
     """`smoothbench eval --nproc 2` (two processes started by the CLI itself) gives the one-process rows."""
     from smoothbench.data import get_dataset

@@ -82,6 +82,18 @@ def test_members_times_mc_samples(source):
     assert out.sample_forwards == 24 * 2 * 3  # 24 images x 2 members x 3 samples
 
 
+def test_members_beyond_the_largest_size_never_run(source):
+    members = [tiny("mcdo", seed=0), tiny("mcdo", seed=1), tiny("mcdo", seed=2)]
+    calls = []
+    members[2].register_forward_hook(lambda module, inputs, output: calls.append(1))
+    out = predict(members, source, [1, 2], mc_samples=2, seed=4, batch_size=12, device=CPU)
+    first_two = predict(members[:2], source, [1, 2], mc_samples=2, seed=4, batch_size=12, device=CPU)
+    assert calls == [] and out.members == 3
+    assert out.forwards == 2 * 2 * 2 and out.sample_forwards == 24 * 2 * 2  # 2 batches x 2 members x 2 samples
+    for k in (1, 2):
+        np.testing.assert_array_equal(out.probs[k], first_two.probs[k])
+
+
 def test_deterministic_model_refuses_sizes_above_one(source):
     with pytest.raises(UserError, match="deterministic"):
         predict([tiny("dnn", smoothing="none")], source, [1, 5], device=CPU)

@@ -19,7 +19,7 @@ from smoothbench.data.fingerprint import files_fingerprint
 from smoothbench.data.resident import resolve_stats
 from smoothbench.data.subset import first_indices, stratified_indices
 from smoothbench.device import to_channels_last
-from smoothbench.distributed import epoch_images, shard_bounds
+from smoothbench.distributed import rank_batch_ranges
 from smoothbench.errors import UserError
 
 
@@ -161,7 +161,7 @@ class ImageFolderSource:
         neither the worker nor the batch that decodes it. ``augment=False`` uses the evaluation transform.
 
         Distributed training: ``batch_size`` is the global batch; process ``rank`` of ``world`` decodes only
-        its contiguous slice (:func:`~smoothbench.distributed.shard_bounds`) of every global batch, so the
+        its contiguous slice (:func:`~smoothbench.distributed.rank_batch_ranges`) of every global batch, so the
         union over ranks of step ``i`` is the one-process batch ``i``, pixel for pixel. A last partial batch
         of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
         """
@@ -175,11 +175,6 @@ class ImageFolderSource:
         else:
             steps = self._eval_steps()
         dataset = _Files(self.samples, order, v2.Compose([*steps, v2.PILToTensor()]), seeds)
-        used = epoch_images(len(self), batch_size, world)
-        shards = []
-        for start in range(0, used, batch_size):
-            low, high = shard_bounds(min(batch_size, used - start), rank, world)
-            shards.append(range(start + low, start + high))
-        for x, y, _idx in self._loader(dataset, shards, device):
+        for x, y, _idx in self._loader(dataset, rank_batch_ranges(len(self), batch_size, rank, world), device):
             x = normalize(x.to(device, non_blocking=True), mean, std)
             yield to_channels_last(x, channels_last), y.to(device)

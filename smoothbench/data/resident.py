@@ -12,7 +12,7 @@ from smoothbench.data.fingerprint import array_fingerprint
 from smoothbench.data.info import NORMALIZATION
 from smoothbench.data.subset import first_indices, stratified_indices
 from smoothbench.device import to_channels_last
-from smoothbench.distributed import epoch_images, shard_bounds
+from smoothbench.distributed import rank_batch_ranges
 from smoothbench.errors import UserError
 
 
@@ -165,7 +165,7 @@ class ResidentImages:
         epoch) <epoch_generator>`, so they do not depend on device or batch size.
 
         Distributed training: ``batch_size`` is the global batch; process ``rank`` of ``world`` gets its
-        contiguous slice (:func:`~smoothbench.distributed.shard_bounds`) of every global batch, with the
+        contiguous slice (:func:`~smoothbench.distributed.rank_batch_ranges`) of every global batch, with the
         same per-image draws, so the union over ranks of step ``i`` is the one-process batch ``i``. A last
         partial batch of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
         """
@@ -175,11 +175,10 @@ class ResidentImages:
         draws = draw_crop_flip(len(self), generator) if augment else None
         images, labels = self.images.to(device), self.labels.to(device)
         order = order.to(images.device)
-        used = epoch_images(len(self), batch_size, world)
-        for start in range(0, used, batch_size):
-            low, high = shard_bounds(min(batch_size, used - start), rank, world)
-            rows = order[start + low : start + high]
+        for positions in rank_batch_ranges(len(self), batch_size, rank, world):
+            mine = slice(positions.start, positions.stop)
+            rows = order[mine]
             x = images[rows]
             if draws is not None:
-                x = crop_flip(x, *(d[start + low : start + high] for d in draws))
+                x = crop_flip(x, *(d[mine] for d in draws))
             yield to_channels_last(normalize(x, mean, std), channels_last), labels[rows]
