@@ -10,6 +10,7 @@
 # complete. Estimates below are for one H100 (guesses from CPU measurements and FLOP counts, not measured):
 #
 #   setup (pip install -e ., CIFAR-10 materialize)                          ~ 20 s
+#   0 tests/test_cuda.py: no host-device syncs in the hot loops, device-free masks ~ 30 s
 #   1 train_throughput  bf16+channels-last+compile vs paper loop, 100 steps ~120 s (compile ~60-90 s)
 #   2 eval_throughput   10,000 images, sizes 1,5,50                         ~ 60 s (baseline 50 DataLoader passes)
 #   3 sweep_throughput  15 x 5 cells, sizes 1 and 50, SWEEP_IMAGES per cell ~100 s at 500 images
@@ -121,6 +122,11 @@ else
 fi
 
 # ------------------------------------------------------------------------------------------- steps
+if [[ $DEV == cuda ]] && "$PY" -c "import pytest" 2>/dev/null; then  # CUDA-only correctness: no syncs, device-free masks
+    step cuda_tests 30 90 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_data.py::test_train_batches_same_on_gpu_and_cpu
+else
+    log "== cuda_tests: SKIPPED (needs CUDA and pytest)"
+fi
 step train_throughput 120 180 "$PY" benchmarks/train_throughput.py --device $DEV "${WIDTH[@]}" "${TRAIN[@]}" "${DATA_ARGS[@]}"
 step eval_throughput 60 120 "$PY" benchmarks/eval_throughput.py --device $DEV "${WIDTH[@]}" "${EVAL[@]}" "${DATA_ARGS[@]}"
 step sweep_throughput 100 180 "$PY" benchmarks/sweep_throughput.py --device $DEV "${WIDTH[@]}" "${SWEEP[@]}" "${DATA_ARGS[@]}" "${FROST_ARGS[@]}"

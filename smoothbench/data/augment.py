@@ -25,11 +25,20 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
-def normalize(x_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``(x / 255 - mean) / std`` per channel: uint8 [B,3,H,W] → float32 [B,3,H,W] on the same device."""
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=x_uint8.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=x_uint8.device).view(1, -1, 1, 1)
-    return x_uint8.float().div_(255.0).sub_(mean_t).div_(std_t)
+def channel_stats(mean: Sequence[float], std: Sequence[float], device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as float32 ``[1, C, 1, 1]`` tensors on ``device``, for :func:`normalize`.
+
+    Build them once per pass over the data, not per batch: on a GPU each is a host-to-device copy, and such
+    a copy synchronises the device with the host.
+    """
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1).to(device)  # noqa: E731
+    return as_tensor(mean), as_tensor(std)
+
+
+def normalize(x_uint8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``(x / 255 - mean) / std`` per channel: uint8 [B,3,H,W] → float32 [B,3,H,W] on the same device
+    (``mean``/``std`` from :func:`channel_stats`)."""
+    return x_uint8.float().div_(255.0).sub_(mean).div_(std)
 
 
 def draw_crop_flip(n: int, generator: torch.Generator, padding: int = CROP_PADDING) -> tuple[torch.Tensor, ...]:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms import v2
 
-from smoothbench.data.augment import epoch_generator, normalize
+from smoothbench.data.augment import channel_stats, epoch_generator, normalize
 from smoothbench.data.fingerprint import files_fingerprint
 from smoothbench.data.resident import resolve_stats
 from smoothbench.data.subset import first_indices, stratified_indices
@@ -133,11 +133,12 @@ class ImageFolderSource:
         """In-order ``(x float32 normalised [B,3,S,S], y int64 [B], idx int64 [B])`` on ``device``."""
         mean, std = resolve_stats(self.name, mean, std)
         device = torch.device(device)
+        stats = channel_stats(mean, std, device)
         transform = v2.Compose([*self._eval_steps(), v2.PILToTensor()])
         dataset = _Files(self.samples, np.arange(len(self)), transform, None)
         batches = [range(start, min(start + batch_size, len(self))) for start in range(0, len(self), batch_size)]
         for x, y, idx in self._loader(dataset, batches, device):
-            x = normalize(x.to(device, non_blocking=True), mean, std)
+            x = normalize(x.to(device, non_blocking=True), *stats)
             yield to_channels_last(x, channels_last), y.to(device), idx.to(device)
 
     def train_batches(
@@ -167,6 +168,7 @@ class ImageFolderSource:
         """
         mean, std = resolve_stats(self.name, mean, std)
         device = torch.device(device)
+        stats = channel_stats(mean, std, device)
         generator = epoch_generator(seed, epoch)
         order = torch.randperm(len(self), generator=generator).numpy()
         seeds = torch.randint(0, 2**62, (len(self),), generator=generator).numpy()
@@ -176,5 +178,5 @@ class ImageFolderSource:
             steps = self._eval_steps()
         dataset = _Files(self.samples, order, v2.Compose([*steps, v2.PILToTensor()]), seeds)
         for x, y, _idx in self._loader(dataset, rank_batch_ranges(len(self), batch_size, rank, world), device):
-            x = normalize(x.to(device, non_blocking=True), mean, std)
+            x = normalize(x.to(device, non_blocking=True), *stats)
             yield to_channels_last(x, channels_last), y.to(device)

@@ -7,7 +7,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from smoothbench.data.augment import crop_flip, draw_crop_flip, epoch_generator, normalize
+from smoothbench.data.augment import channel_stats, crop_flip, draw_crop_flip, epoch_generator, normalize
 from smoothbench.data.fingerprint import array_fingerprint
 from smoothbench.data.info import NORMALIZATION
 from smoothbench.data.subset import first_indices, stratified_indices
@@ -139,9 +139,10 @@ class ResidentImages:
         """
         mean, std = resolve_stats(self.name, mean, std)
         images, labels = self.images.to(device), self.labels.to(device)
+        stats = channel_stats(mean, std, images.device)
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
-            x = to_channels_last(normalize(images[start:stop], mean, std), channels_last)
+            x = to_channels_last(normalize(images[start:stop], *stats), channels_last)
             yield x, labels[start:stop], torch.arange(start, stop, device=images.device)
 
     def train_batches(
@@ -174,11 +175,15 @@ class ResidentImages:
         order = torch.randperm(len(self), generator=generator)
         draws = draw_crop_flip(len(self), generator) if augment else None
         images, labels = self.images.to(device), self.labels.to(device)
+        # Everything the batches index moves to the device once per epoch: a host-to-device copy per batch
+        # would synchronise a GPU at every step.
         order = order.to(images.device)
+        draws = None if draws is None else tuple(d.to(images.device) for d in draws)
+        stats = channel_stats(mean, std, images.device)
         for positions in rank_batch_ranges(len(self), batch_size, rank, world):
             mine = slice(positions.start, positions.stop)
             rows = order[mine]
             x = images[rows]
             if draws is not None:
                 x = crop_flip(x, *(d[mine] for d in draws))
-            yield to_channels_last(normalize(x, mean, std), channels_last), labels[rows]
+            yield to_channels_last(normalize(x, *stats), channels_last), labels[rows]

@@ -212,7 +212,7 @@ def _int32_words(values: Tensor) -> Tensor:
     return (values - ((values & _SIGN32) << 1)).to(torch.int32)
 
 
-def _absorb(h: Tensor, value: Tensor) -> Tensor:
+def _absorb(h: Tensor, value: Tensor | int) -> Tensor:
     """Mix a 64-bit integer into a 32-bit lane: two bijective rounds, low then high word."""
     h = _fmix32_(h ^ (value & _MASK32))
     return _fmix32_(h ^ ((value >> 32) & _MASK32))
@@ -228,10 +228,9 @@ def mc_row_keys(seed: int, image_ids: Tensor, sample_ids: Tensor) -> Tensor:
     image_ids = torch.as_tensor(image_ids, dtype=torch.int64)
     sample_ids = torch.as_tensor(sample_ids, dtype=torch.int64, device=image_ids.device)
     image_ids, sample_ids = torch.broadcast_tensors(image_ids, sample_ids)
-    seed_t = torch.tensor(int(seed), dtype=torch.int64, device=image_ids.device)
     lanes = []
-    for lane in (_LANE_A, _LANE_B):
-        h = _absorb(torch.full_like(image_ids, lane), seed_t)
+    for lane in (_LANE_A, _LANE_B):  # the seed enters as a Python int: no host-to-device copy (a CUDA sync)
+        h = _absorb(torch.full_like(image_ids, lane), int(seed))
         h = _absorb(h, image_ids)
         lanes.append(_absorb(h, sample_ids))
     return ((lanes[0] & 0x7FFFFFFF) << 32) | lanes[1]
@@ -247,9 +246,11 @@ def _signed_hashes(row_keys: Tensor, layer_id: int, numel: int) -> Iterator[tupl
     ``h = S16(core(core(S16(c) ⊕ S16(sa)) ⊕ S16(sb)))``, with ``S16`` of counters and seeds taken once.
     """
     device = row_keys.device
-    layer = torch.tensor(int(layer_id), dtype=torch.int64, device=device)
-    sa = _fmix32_(((row_keys >> 32) & _MASK32) ^ _fmix32_(layer ^ _LANE_A))
-    sb = _fmix32_((row_keys & _MASK32) ^ _fmix32_(layer ^ _LANE_B))
+    # The layer's two words are hashed on the CPU and enter as Python ints: a device tensor made from a
+    # Python value would be a host-to-device copy, which synchronises CUDA in every forward.
+    layer_a, layer_b = (int(_fmix32_(torch.tensor(int(layer_id) ^ lane))) for lane in (_LANE_A, _LANE_B))
+    sa = _fmix32_(((row_keys >> 32) & _MASK32) ^ layer_a)
+    sb = _fmix32_((row_keys & _MASK32) ^ layer_b)
     counters = (torch.arange(numel, dtype=torch.int64, device=device) * _GOLDEN32) & _MASK32
     sa, sb, counters = (_int32_words(_xorshift_(v, 16, torch.empty_like(v))) for v in (sa, sb, counters))
     rows_total = row_keys.shape[0]
