@@ -16,8 +16,6 @@ Definitions (the paper's, paper.md §2):
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -28,6 +26,7 @@ from smoothbench import distributed
 from smoothbench.device import autocast
 from smoothbench.errors import UserError
 from smoothbench.models.layers import mc_row_keys
+from smoothbench.timing import SectionTimer
 
 Progress = Callable[[int, str], None]
 
@@ -187,22 +186,14 @@ def predict(
     n = len(shard)
     out = {k: torch.empty((n, spec.num_classes), dtype=torch.float32, device=device) for k in sizes}
     labels = torch.empty(n, dtype=torch.int64, device=device)
-    timings: dict[str, float] = defaultdict(float)
+    timer = SectionTimer(("data", "forward"), device, sync=profile)
     forwards = 0
-
-    def sync() -> None:
-        if profile and device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    clock = time.perf_counter()
     try:
         for model, mc in zip(models, stochastic):
             model.mc(mc)
-        for x, y, idx in shard.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last):
-            sync()
-            now = time.perf_counter()
-            timings["data"] += now - clock
-            clock = now
+        batches = shard.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last)
+        for x, y, idx in timer.iterate(batches, "data"):
+            forward_start = timer.now()
             rows = idx.to(device)
             idx = idx + index_offset
             labels[rows] = y.to(device)
@@ -229,10 +220,7 @@ def predict(
                         out[k][rows] = cumulative[k - done - 1] / k
                 running = cumulative[-1]
                 done += chunk
-            sync()
-            now = time.perf_counter()
-            timings["forward"] += now - clock
-            clock = now
+            timer.charge("forward", forward_start)
             if progress is not None:
                 progress(x.shape[0], "")
     finally:
@@ -241,4 +229,4 @@ def predict(
             model.set_mc_keys(None)
     probs = {k: distributed.gather_rows(v.cpu().numpy()) for k, v in out.items()}
     labels = distributed.gather_rows(labels.cpu().numpy())
-    return EnsemblePredictions(sizes, probs, labels, members, per_member, forwards, dict(timings))
+    return EnsemblePredictions(sizes, probs, labels, members, per_member, forwards, dict(timer.seconds))

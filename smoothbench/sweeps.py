@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from smoothbench.ensembles import EnsemblePredictions, parse_sizes, predict
 from smoothbench.errors import UserError
 from smoothbench.fileio import atomic_open
 from smoothbench.models.store import load_model_file
+from smoothbench.timing import SectionTimer
 
 Progress = Callable[[int, str], None]
 ECE_MODES = ("standard", "reference")
@@ -67,30 +67,18 @@ class EvalSettings:
             raise UserError(f"--subset must be at least 1, got {self.subset}")
 
 
-@dataclass
-class Profile:
+class Profile(SectionTimer):
     """Where an evaluation's time went (``--profile``): seconds per section, summed over every cell, and the
     image-forwards done (:attr:`EnsemblePredictions.sample_forwards`).
 
     Sections: ``data`` (loading or generating images, batching them), ``forward`` (the models), ``metrics``
-    (scoring), ``io`` (reading done cells, appending rows). On a GPU the clock waits for the device at the
-    boundaries of ``forward``, so queued kernels are charged to it rather than to the next section.
+    (scoring), ``io`` (reading done cells, appending rows). On a GPU :func:`~smoothbench.ensembles.predict`
+    waits for the device at the boundaries of ``forward`` when profiling, so queued kernels are charged to it.
     """
 
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("data", "forward", "metrics", "io"), 0.0))
-    sample_forwards: int = 0
-
-    def add(self, section: str, seconds: float) -> None:
-        self.seconds[section] = self.seconds.get(section, 0.0) + seconds
-
-    @contextmanager
-    def timer(self, section: str) -> Iterator[None]:
-        """Charge the wall time of the ``with`` block to ``section``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(section, time.perf_counter() - start)
+    def __init__(self) -> None:
+        super().__init__(("data", "forward", "metrics", "io"))
+        self.sample_forwards = 0
 
     def add_predictions(self, predictions: EnsemblePredictions) -> None:
         """Add one :func:`evaluate` call's timings and forwards."""
@@ -318,7 +306,7 @@ def corruption_sweep(
     check_dataset(members, sweep.clean_dataset)
     timed = profile is not None
     profile = profile if timed else Profile()  # a throwaway one when nobody asked
-    with profile.timer("io"):
+    with profile.section("io"):
         done = distributed.on_main(lambda: results.done_keys(out, results.CORRUPT_KEYS))
     clean_cache: dict[str, object] = {}
 
@@ -366,7 +354,7 @@ def corruption_sweep(
             if progress is not None:
                 progress(0, f"{corruption} {severity}: done")
             continue
-        with profile.timer("data"):
+        with profile.section("data"):
             source = cell_source(corruption, severity)
         check_dataset(members, sweep.clean_dataset, source.num_classes)
         context = {"dataset": sweep.dataset, "split": "test", "corruption": corruption, "severity": severity,
@@ -374,7 +362,7 @@ def corruption_sweep(
                    "corruption_seed": sweep.corruption_seed if origin == "generated" else ""}
         rows, predictions = evaluate(members, source, settings, context=context, profile=timed)
         profile.add_predictions(predictions)
-        with profile.timer("io"):
+        with profile.section("io"):
             if distributed.is_main_process():
                 results.append_cell(out, rows, results.CORRUPT_KEYS)
         all_rows.extend(rows)

@@ -60,10 +60,9 @@ import json
 import math
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -79,6 +78,7 @@ from smoothbench.models.registry import create_model, resolve_spec
 from smoothbench.models.spec import ModelSpec
 from smoothbench.models.store import MODEL_FILENAME, save_model, torch_load_safely
 from smoothbench.provenance import package_versions
+from smoothbench.timing import SectionTimer
 from smoothbench.recipes import RECIPES, SCHEDULES, lr_factor
 
 CONFIG_FILENAME = "config.json"
@@ -101,7 +101,6 @@ TRAJECTORY_DEFAULTS = {"sync_bn": False, "world_size": 1}
 TEXT_EVERY = 20
 
 Progress = Callable[[int, str], None]
-T = TypeVar("T")
 # The sections of TrainResult.timings, in the order a run goes through them.
 TIMED_SECTIONS = ("setup", "data", "step", "validation", "io")
 
@@ -400,47 +399,6 @@ def evaluate(model, source, spec: ModelSpec, *, batch_size: int, device: torch.d
     return correct / count, nll / count
 
 
-class SectionTimer:
-    """Seconds spent in the named sections of a run (host clock, ``time.perf_counter``).
-
-    With ``sync`` on a CUDA device, the device is synchronised when a section starts and when it ends, so
-    kernels queued before the section are not charged to it and its own kernels are. Without it nothing
-    waits for the device (see the module docstring).
-    """
-
-    def __init__(self, device: torch.device, *, sync: bool) -> None:
-        self.seconds = dict.fromkeys(TIMED_SECTIONS, 0.0)
-        self.device = device
-        self.sync = sync and device.type == "cuda"
-
-    def now(self) -> float:
-        """The clock, after the device has finished its queued work when synchronising."""
-        if self.sync:
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-    def charge(self, name: str, start: float) -> None:
-        """Add the time since ``start`` (a :meth:`now` or ``perf_counter`` reading) to section ``name``."""
-        self.seconds[name] += self.now() - start
-
-    @contextmanager
-    def section(self, name: str) -> Iterator[None]:
-        """Charge the block's time to section ``name``."""
-        start = self.now()
-        yield
-        self.charge(name, start)
-
-    def iterate(self, items: Iterable[T], name: str) -> Iterator[T]:
-        """``items`` one by one, charging the wait for each (and for the end) to section ``name``."""
-        iterator, end = iter(items), object()
-        while True:
-            with self.section(name):
-                item = next(iterator, end)
-            if item is end:
-                return
-            yield item
-
-
 def _resident_on(source, device: torch.device):
     """CIFAR-sized sets move to the device once (batches and augmentation then stay there); others stream."""
     return source.to(device) if isinstance(source, ResidentImages) else source
@@ -468,7 +426,7 @@ def train(cfg: TrainConfig, *, progress: Progress | None = None,
     entered = time.perf_counter()
     cfg = resolve_config(cfg)
     device = distributed.setup(cfg.device)
-    timer = SectionTimer(device, sync=cfg.profile)
+    timer = SectionTimer(TIMED_SECTIONS, device, sync=cfg.profile)
     world, rank = distributed.world_size(), distributed.rank()
     if cfg.batch_size % world:
         raise UserError(f"--batch-size {cfg.batch_size} (the global batch) is not divisible by the {world} processes; "

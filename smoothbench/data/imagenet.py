@@ -131,9 +131,8 @@ class ImageFolderSource:
         channels_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """In-order ``(x float32 normalised [B,3,S,S], y int64 [B], idx int64 [B])`` on ``device``."""
-        mean, std = resolve_stats(self.name, mean, std)
         device = torch.device(device)
-        stats = channel_stats(mean, std, device)
+        stats = channel_stats(*resolve_stats(self.name, mean, std), device)
         transform = v2.Compose([*self._eval_steps(), v2.PILToTensor()])
         dataset = _Files(self.samples, np.arange(len(self)), transform, None)
         batches = [range(start, min(start + batch_size, len(self))) for start in range(0, len(self), batch_size)]
@@ -166,9 +165,8 @@ class ImageFolderSource:
         union over ranks of step ``i`` is the one-process batch ``i``, pixel for pixel. A last partial batch
         of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
         """
-        mean, std = resolve_stats(self.name, mean, std)
         device = torch.device(device)
-        stats = channel_stats(mean, std, device)
+        stats = channel_stats(*resolve_stats(self.name, mean, std), device)
         generator = epoch_generator(seed, epoch)
         order = torch.randperm(len(self), generator=generator).numpy()
         seeds = torch.randint(0, 2**62, (len(self),), generator=generator).numpy()

@@ -137,9 +137,8 @@ class ResidentImages:
 
         ``mean``/``std`` both ``None`` means this dataset's :data:`NORMALIZATION`.
         """
-        mean, std = resolve_stats(self.name, mean, std)
         images, labels = self.images.to(device), self.labels.to(device)
-        stats = channel_stats(mean, std, images.device)
+        stats = channel_stats(*resolve_stats(self.name, mean, std), images.device)
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
             x = to_channels_last(normalize(images[start:stop], *stats), channels_last)
@@ -170,7 +169,6 @@ class ResidentImages:
         same per-image draws, so the union over ranks of step ``i`` is the one-process batch ``i``. A last
         partial batch of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
         """
-        mean, std = resolve_stats(self.name, mean, std)
         generator = epoch_generator(seed, epoch)
         order = torch.randperm(len(self), generator=generator)
         draws = draw_crop_flip(len(self), generator) if augment else None
@@ -179,7 +177,7 @@ class ResidentImages:
         # would synchronise a GPU at every step.
         order = order.to(images.device)
         draws = None if draws is None else tuple(d.to(images.device) for d in draws)
-        stats = channel_stats(mean, std, images.device)
+        stats = channel_stats(*resolve_stats(self.name, mean, std), images.device)
         for positions in rank_batch_ranges(len(self), batch_size, rank, world):
             mine = slice(positions.start, positions.stop)
             rows = order[mine]
