@@ -6,7 +6,7 @@ CACHE := .cache
 CIFAR10_DIR := $(CACHE)/cifar10
 SHARED := ../shared
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,15 @@ demo: install
 $(CIFAR10_DIR)/cifar-10-batches-py/test_batch: $(BIN)/python
 	$(BIN)/python $(SHARED)/data/cifar10/materialize.py $(CIFAR10_DIR)
 
+TEST_ENV := SMOOTHBENCH_CIFAR10_DIR=$(abspath $(CIFAR10_DIR)) SMOOTHBENCH_FROST_DIR=$(abspath $(SHARED)/data/frost)
+
+# Everything, as CI runs it.
 test: install $(CIFAR10_DIR)/cifar-10-batches-py/test_batch
-	SMOOTHBENCH_CIFAR10_DIR=$(abspath $(CIFAR10_DIR)) SMOOTHBENCH_FROST_DIR=$(abspath $(SHARED)/data/frost) \
-		$(BIN)/python -m pytest -q
+	$(TEST_ENV) $(BIN)/python -m pytest -q
+
+# The inner loop: no subprocess, torchrun, training or long sweep tests (the `slow` marker).
+test-fast: install $(CIFAR10_DIR)/cifar-10-batches-py/test_batch
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(CACHE)

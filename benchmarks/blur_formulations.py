@@ -20,7 +20,7 @@ CIFAR stage shapes [B, w, 32, 32], [B, 2w, 16, 16], [B, 4w, 8, 8] (``--batch`` B
 contiguous and, on CUDA, also fp32 and bf16 channels-last; the max |difference| to the avgpool output and input
 gradient is printed; speed-ups are against ``avgpool``.
 
-**(b) network level.** A ResNet-18 mcdo tanh-blur SGD training step (:func:`smoothbench.train.train_step`,
+**(b) network level.** A ResNet-18 mcdo tanh-blur SGD training step (:func:`smoothbench.training.loop.train_step`,
 ``--net-batch`` random images, same weights in every variant) with
 
 - ``avgpool (paper)``: ``box2-pad1`` with the paper code's ``AvgPool2d`` blur (smoothed maps 33, 18, 10, 6 on
@@ -64,7 +64,7 @@ from torch.utils import benchmark
 from smoothbench.device import resolve_device, to_channels_last
 from smoothbench.models.layers import PaddedBox2, Smoothing
 from smoothbench.models.registry import create_model
-from smoothbench.train import train_step
+from smoothbench.training.loop import train_step
 
 TAU = 10.0
 MODES = {  # name -> (precision, channels_last, compile)

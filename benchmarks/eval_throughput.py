@@ -9,9 +9,9 @@ report **sample-forwards per second** (images x MC samples / wall time):
   the device per batch; dropout always on through torch's RNG (``model.mc(True)``, ``set_mc_keys(None)``:
   ``F.dropout(x, p, training=True)``, exactly the paper's ``*_mcdo_block.py``); a running sum of softmax
   probabilities per image, snapshotted after passes 1, 5 and ``--passes``;
-- **ours**: :func:`smoothbench.ensembles.predict` with ``sizes=[1, 5, passes]``: one pass over the data
+- **ours**: :func:`smoothbench.evaluation.ensembles.predict` with ``sizes=[1, 5, passes]``: one pass over the data
   held as one uint8 tensor on the device, ``--mc-chunk`` samples per forward (batch repeated; default
-  :func:`~smoothbench.ensembles.default_mc_chunk`: 1 on a CPU, 8 on a GPU), keyed
+  :func:`~smoothbench.evaluation.ensembles.default_mc_chunk`: 1 on a CPU, 8 on a GPU), keyed
   (reproducible) masks, a running sum with snapshots, ``inference_mode``; bf16 autocast and channels-last
   by default on a GPU (``--precision``, ``--channels-last``).
 
@@ -45,7 +45,7 @@ from torchvision import transforms
 
 from smoothbench.data import NORMALIZATION, get_dataset
 from smoothbench.device import resolve_device
-from smoothbench.ensembles import default_mc_chunk, predict
+from smoothbench.evaluation.ensembles import default_mc_chunk, predict
 from smoothbench.models.registry import create_model
 from paper_style import PILImages, with_paper_blur  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

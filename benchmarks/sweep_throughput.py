@@ -4,10 +4,10 @@ The sweep is ``--corruptions`` (default the 15 common) x ``--severities`` (defau
 test images (default all 10,000), scored at ensemble sizes 1 and 50 of a randomly initialised ResNet-18
 mcdo tanh-blur (``--width``; or ``--checkpoint``):
 
-- **ours**, per cell, as :func:`smoothbench.sweeps.corruption_sweep` does it (without its result file): the
+- **ours**, per cell, as :func:`smoothbench.evaluation.corruption_cells.corruption_sweep` does it (without its result file): the
   cell's images are generated on the fly by the engine (:func:`smoothbench.corruptions.corrupt` on the eval
   device; with ``--cifar10c DIR`` they are read from that CIFAR-10-C folder instead), then
-  :func:`smoothbench.sweeps.evaluate` draws sizes 1 and 50 in one MC pass (running sum, keyed masks, resident
+  :func:`smoothbench.evaluation.scoring.evaluate` draws sizes 1 and 50 in one MC pass (running sum, keyed masks, resident
   data; bf16 + channels-last on a GPU) and scores them. Wall time is split into generation (or loading) and
   evaluation (prediction + metrics).
 - **paper-style** baseline, per cell: the same corrupted images as a torchvision-style dataset of PIL images
@@ -51,7 +51,9 @@ from smoothbench.device import resolve_device
 from smoothbench.errors import UserError
 from smoothbench.models.registry import create_model
 from smoothbench.models.store import save_model
-from smoothbench.sweeps import EvalSettings, evaluate, load_members
+from smoothbench.evaluation.members import load_members
+from smoothbench.evaluation.scoring import evaluate
+from smoothbench.evaluation.settings import EvalSettings
 from eval_throughput import paper_style  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +191,7 @@ def main() -> None:
             print(f"frost left out (projected from the others): {reason}")
     cells = [(c, s) for c in corruptions for s in severities]
     clean = clean_source(args)
-    settings = EvalSettings(sizes=SIZES, batch_size=args.batch_size, mc_chunk=args.mc_chunk, device=device,
+    settings = EvalSettings(ensembles=SIZES, batch_size=args.batch_size, mc_chunk=args.mc_chunk, device=device,
                             precision=precision, channels_last=gpu)
     name = torch.cuda.get_device_name(device) if gpu else f"cpu ({torch.get_num_threads()} threads)"
     with tempfile.TemporaryDirectory() as folder:

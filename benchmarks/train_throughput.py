@@ -7,7 +7,7 @@ report training images per second over ``--steps`` optimiser steps, after ``--wa
   RandomCrop(32, padding=4) + RandomHorizontalFlip + ToTensor + Normalize, batched by a torch
   ``DataLoader`` (shuffle, ``--workers`` processes), then copied to the device (as the paper's code does);
   the paper's blur layer (``AvgPool2d``, see ``paper_style.with_paper_blur``);
-- **fast**: smoothbench's training step (:func:`smoothbench.train.train_step`) fed by the data layer's
+- **fast**: smoothbench's training step (:func:`smoothbench.training.loop.train_step`) fed by the data layer's
   device-resident batches (crop/flip/normalise batched on the device); on a GPU also bf16 autocast,
   channels-last and ``torch.compile``.
 
@@ -33,7 +33,7 @@ from torchvision import transforms
 from smoothbench.data import NORMALIZATION, get_dataset
 from smoothbench.device import resolve_device, to_channels_last
 from smoothbench.models.registry import create_model
-from smoothbench.train import train_step
+from smoothbench.training.loop import train_step
 from paper_style import PILImages, with_paper_blur  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 BATCH = 128

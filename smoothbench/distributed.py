@@ -24,9 +24,9 @@ from torch import nn
 
 from smoothbench.device import resolve_device
 from smoothbench.errors import UserError
+from smoothbench.progress import Progress, Scaled
 
 T = TypeVar("T")
-Progress = Callable[[int, str], None]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -175,22 +175,14 @@ def shard_source(source):
 
 
 def scaled_progress(progress: Progress | None, local_total: int, global_total: int) -> Progress | None:
-    """A callback that reports this shard's progress in units of the whole set.
+    """``progress`` reporting this shard's progress in units of the whole set.
 
     After ``d`` of ``local_total`` local units it has reported ``floor(d · global_total / local_total)``
     in all, so a bar sized for the whole set ends exactly full on rank 0, which shows it.
     """
     if progress is None or local_total == global_total or local_total == 0:
         return progress
-    state = {"done": 0, "reported": 0}
-
-    def report(units: int, text: str = "") -> None:
-        state["done"] += units
-        target = state["done"] * global_total // local_total
-        progress(target - state["reported"], text)
-        state["reported"] = target
-
-    return report
+    return Scaled(progress, local_total, global_total)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -34,32 +34,15 @@ import pandas as pd
 from scipy.special import entr
 from scipy.stats import rankdata
 
+from smoothbench.schema import ROW_ECE_MODES
+
+#: The binnings :func:`ece` offers (its ``mode``); a row's ``ece`` column uses one of
+#: :data:`smoothbench.schema.ROW_ECE_MODES`, and ``ece_adaptive`` / ``ece_classwise`` have columns of their own.
 ECE_MODES = ("standard", "reference", "adaptive", "classwise")
 _TOP_LABEL_MODES = ("standard", "reference", "adaptive")
-_SUMMARY_ECE_MODES = ("standard", "reference")
 _ROW_SUM_TOLERANCE = 1e-3
 # Constant the paper's code adds to denominators (reference ECE only).
 _REFERENCE_EPS = 1e-7
-
-METRIC_COLUMNS: tuple[str, ...] = (
-    "acc",
-    "top5",
-    "nll",
-    "brier",
-    "entropy",
-    "ece",
-    "ece_signed",
-    "ece_adaptive",
-    "ece_classwise",
-    "auroc_misclf",
-    "acc_90",
-    "unc_90",
-    "freq_90",
-    "iou",
-)
-# Keys of METRIC_COLUMNS where lower is better. entropy, ece_signed (best at 0) and freq_90 have no
-# better direction; every other key is higher-is-better.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"nll", "brier", "ece", "ece_adaptive", "ece_classwise"})
 
 
 @dataclass(frozen=True)
@@ -345,13 +328,13 @@ def reliability_bins(probs: object, labels: object, bins: int = 15, mode: str = 
 
 
 def summarize(probs: object, labels: object, *, ece_bins: int = 15, ece_mode: str = "standard") -> dict[str, float]:
-    """All metrics of :data:`METRIC_COLUMNS` in that order, validating the inputs once.
+    """All metrics of :data:`smoothbench.schema.ROW_METRICS` in that order, validating the inputs once.
 
     ``ece`` and ``ece_signed`` use ``ece_mode`` ("standard" or "reference"); ``ece_adaptive`` and
     ``ece_classwise`` use their own modes; all use ``ece_bins`` bins. The 0.9 metrics use t = 0.9.
     """
-    if ece_mode not in _SUMMARY_ECE_MODES:
-        raise ValueError(f"unknown ece_mode {ece_mode!r}; choose one of {', '.join(_SUMMARY_ECE_MODES)}")
+    if ece_mode not in ROW_ECE_MODES:
+        raise ValueError(f"unknown ece_mode {ece_mode!r}; choose one of {', '.join(ROW_ECE_MODES)}")
     pr = as_predictions(probs, labels)
     return {
         "acc": accuracy(pr, None),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import colorsys
 import io
-import pickle
 
 import numpy as np
 import pytest
@@ -31,11 +30,9 @@ RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gla
 
 
 @pytest.fixture(scope="module")
-def cifar(cifar10_dir) -> np.ndarray:
+def cifar(cifar10_test) -> np.ndarray:
     """The first 8 real CIFAR-10 test images, uint8 (8, 32, 32, 3)."""
-    with open(cifar10_dir / "cifar-10-batches-py" / "test_batch", "rb") as fh:
-        batch = pickle.load(fh, encoding="bytes")
-    return batch[b"data"][:8].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+    return cifar10_test[0][:8].copy()
 
 
 # ------------------------------------------------------------------------------------------ names, params

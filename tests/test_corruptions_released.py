@@ -8,13 +8,13 @@ hashlib, independently of the loader.
 from __future__ import annotations
 
 import hashlib
-import pickle
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import RecordingProgress
 from smoothbench.corruptions import corrupt, imagenet_preprocess
 from smoothbench.corruptions import released
 from smoothbench.corruptions.released import MANIFEST
@@ -49,12 +49,9 @@ def md5(path) -> str:
 
 
 @pytest.fixture(scope="module")
-def cifar(cifar10_dir):
+def cifar(cifar10_test):
     """The first 6 real CIFAR-10 test images and labels."""
-    with open(cifar10_dir / "cifar-10-batches-py" / "test_batch", "rb") as fh:
-        batch = pickle.load(fh, encoding="bytes")
-    images = batch[b"data"][:6].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
-    return images, np.array(batch[b"labels"][:6])
+    return cifar10_test[0][:6].copy(), cifar10_test[1][:6].copy()
 
 
 # ------------------------------------------------------------------------------------------ CIFAR-C loader
@@ -140,17 +137,17 @@ def test_make_cifar_c_layout_and_resume(cifar, tmp_path):
 
     def killer(n, text):
         if text.startswith("contrast"):
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"interrupted at {text}")
 
-    with pytest.raises(KeyboardInterrupt):
-        make_cifar_c(images, labels, out, corruptions=names, seed=3, batch_size=4, progress=killer)
+    with pytest.raises(KeyboardInterrupt, match="interrupted at contrast"):
+        make_cifar_c(images, labels, out, corruptions=names, seed=3, batch_size=4,
+                     progress=RecordingProgress(killer))
     assert sorted(p.name for p in out.iterdir()) == sorted([MANIFEST, "labels.npy", "fog.npy"])  # no partial file
     stamp = (out / "fog.npy").stat().st_mtime_ns
     (out / ".contrast.npy.killed.tmp").write_bytes(b"partial")  # what a SIGKILL would leave behind
-    seen = []
-    make_cifar_c(images, labels, out, corruptions=names, seed=3, batch_size=4,
-                 progress=lambda n, t: seen.append((n, t)))
-    assert seen[0] == (30, "fog: already written") and sum(n for n, _ in seen) == 60
+    seen = RecordingProgress()
+    make_cifar_c(images, labels, out, corruptions=names, seed=3, batch_size=4, progress=seen)
+    assert seen.advances[0] == (30, "fog: already written") and sum(seen.units) == 60
     assert (out / "fog.npy").stat().st_mtime_ns == stamp
     for name in ("fog.npy", "contrast.npy", "labels.npy"):
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
@@ -178,11 +175,10 @@ def val_folder(cifar, tmp_path):
 
 def test_make_imagenet_c_writes_skips_and_loads(val_folder, tmp_path):
     out = tmp_path / "imagenet-c"
-    seen = []
-    make_imagenet_c(val_folder.parent, out, corruptions=["fog"], seed=1, batch_size=3,
-                    progress=lambda n, t: seen.append(n))
+    seen = RecordingProgress()
+    make_imagenet_c(val_folder.parent, out, corruptions=["fog"], seed=1, batch_size=3, progress=seen)
     files = sorted(out.glob("fog/*/*/*.JPEG"))
-    assert len(files) == 20 and sum(seen) == 20
+    assert len(files) == 20 and sum(seen.units) == 20
     assert (out / "fog" / "3" / "n09999999").is_dir()  # empty classes kept: indices follow all WNIDs
     first = val_folder / "n01440764" / "ILSVRC2012_val_00000000.JPEG"
     with Image.open(first) as im:
@@ -194,10 +190,9 @@ def test_make_imagenet_c_writes_skips_and_loads(val_folder, tmp_path):
     redo = out / "fog" / "5" / "n01443537" / "ILSVRC2012_val_00000003.JPEG"
     redo.unlink()
     stamps = {p: p.stat().st_mtime_ns for p in files if p != redo}
-    seen.clear()
-    make_imagenet_c(val_folder.parent, out, corruptions=["fog"], seed=1, batch_size=3,
-                    progress=lambda n, t: seen.append(n))
-    assert redo.is_file() and sum(seen) == 20
+    seen = RecordingProgress()
+    make_imagenet_c(val_folder.parent, out, corruptions=["fog"], seed=1, batch_size=3, progress=seen)
+    assert redo.is_file() and sum(seen.units) == 20
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
     with pytest.warns(UserWarning, match="3 class folders"):

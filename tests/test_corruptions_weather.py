@@ -6,7 +6,6 @@ distance, equalizeHist, the blend formulas) or are properties every output must 
 
 from __future__ import annotations
 
-import pickle
 import shutil
 
 import numpy as np
@@ -25,11 +24,9 @@ WEATHER = ["snow", "frost", "fog", "spatter"]
 
 
 @pytest.fixture(scope="module")
-def cifar(cifar10_dir) -> np.ndarray:
+def cifar(cifar10_test) -> np.ndarray:
     """The first 6 real CIFAR-10 test images, uint8 (6, 32, 32, 3)."""
-    with open(cifar10_dir / "cifar-10-batches-py" / "test_batch", "rb") as fh:
-        batch = pickle.load(fh, encoding="bytes")
-    return batch[b"data"][:6].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
+    return cifar10_test[0][:6].copy()
 
 
 # ------------------------------------------------------------------------------------------ corrupt() contract

@@ -15,9 +15,9 @@ import torch
 from conftest import random_images
 from smoothbench import create_model
 from smoothbench.data import ResidentImages
-from smoothbench.ensembles import predict
+from smoothbench.evaluation.ensembles import predict
 from smoothbench.models.layers import keyed_keep_mask, mc_row_keys
-from smoothbench.train import train_step
+from smoothbench.training.loop import train_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

@@ -195,7 +195,7 @@ def test_from_numpy_layout_and_helpers():
     picked = source.select([4, 0])
     assert picked.labels.tolist() == [1, 0] and torch.equal(picked.images[0], source.images[4])
     assert source.to("cpu").fingerprint == source.fingerprint != picked.fingerprint
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"images must be uint8 \(N,H,W,3\)"):
         ResidentImages.from_numpy("toy", "test", np.zeros((2, 4, 4), np.uint8), [0, 1], "ab")
 
 
@@ -313,6 +313,7 @@ def test_synthetic_set_is_deterministic_and_matches_its_normalisation():
     assert DATASETS["synthetic"].num_classes == train.num_classes == 10
 
 
+@pytest.mark.slow
 def test_synthetic_set_is_learnable_by_a_tiny_conv_net():
     train = get_dataset("synthetic", None, "train", subset=2000)
     test = get_dataset("synthetic", None, "test", subset=500)
@@ -395,7 +396,7 @@ def test_device_helpers():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="no CUDA"):
             resolve_device("cuda")
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="unknown device 'tpu9'"):
         resolve_device("tpu9")
     a, b = torch.randn(4, 4), torch.randn(4, 4)
     with autocast(torch.device("cpu"), "bf16"):

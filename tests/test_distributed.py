@@ -27,8 +27,9 @@ import pytest
 import torch
 
 import smoothbench
+from conftest import RecordingProgress, train_config
 from smoothbench import distributed
-from smoothbench.cli import without_option
+from smoothbench.cli_options import without_option
 from smoothbench.data import ResidentImages
 from smoothbench.errors import UserError
 
@@ -101,11 +102,11 @@ def mc_model(cifar_dir, tmp_path_factory) -> Path:
     """A freshly initialised MC-dropout + tanh-blur ResNet-18 (width 4) for CIFAR-10, as a model file."""
     from smoothbench.models.registry import create_model, resolve_spec
     from smoothbench.models.store import save_model
-    from smoothbench.train import TrainConfig, make_spec, resolve_config
+    from smoothbench.training.config import model_spec, resolve_config
 
     torch.manual_seed(1)
-    cfg = resolve_config(TrainConfig(arch="resnet18", method="mcdo", smoothing="tanh-blur", width=4, dataset="cifar10"))
-    model = create_model(resolve_spec(make_spec(cfg)))
+    cfg = resolve_config(train_config(arch="resnet18", method="mcdo", smoothing="tanh-blur", width=4, dataset="cifar10"))
+    model = create_model(resolve_spec(model_spec(cfg)))
     path = tmp_path_factory.mktemp("model") / "mc.pt"
     save_model(model.eval(), path, extra={"dataset": "cifar10"})
     return path
@@ -136,9 +137,9 @@ def train_args(out: Path, cifar_dir: Path, *extra: str) -> list[str]:
 
 
 def eval_settings(**changes):
-    from smoothbench.sweeps import EvalSettings
+    from smoothbench import EvalSettings
 
-    return EvalSettings(**({"sizes": "1,3", "batch_size": 16, "subset": 60} | changes))
+    return EvalSettings(**({"ensembles": "1,3", "batch_size": 16, "subset": 60, "device": "cpu"} | changes)).on_device()
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -197,11 +198,11 @@ def test_rank_slices_of_train_batches_make_up_the_one_process_batches(world):
 
 
 def test_scaled_progress_reports_the_whole_set():
-    seen = []
-    report = distributed.scaled_progress(lambda units, text: seen.append(units), 3, 10)
+    seen = RecordingProgress()
+    report = distributed.scaled_progress(seen, 3, 10)
     for _ in range(3):
-        report(1, "")
-    assert seen == [3, 3, 4] and sum(seen) == 10  # floor(1*10/3), floor(2*10/3) - 3, 10 - 6
+        report.advance(1, "")
+    assert seen.units == [3, 3, 4] and sum(seen.units) == 10  # floor(1*10/3), floor(2*10/3) - 3, 10 - 6
 
 
 def test_one_process_helpers_are_identities():
@@ -229,7 +230,7 @@ def test_nproc_inside_torchrun_is_a_user_error(monkeypatch):
 
 def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str, image_dir: str) -> None:
     """Rank ``rank`` of 2: runs every in-group check and writes what it saw to ``folder/rank<r>.json``."""
-    import smoothbench.train as train_module
+    import smoothbench.training.loop as train_module
     from torch import nn
 
     torch.set_num_threads(1)
@@ -275,9 +276,9 @@ def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str, 
                                    (synced.running_var - plain.running_var).abs().max().item())
 
     # a global batch that the processes cannot share evenly is refused with one line
-    cfg = train_module.TrainConfig(**TRAIN, data_dir=data_dir, sync_bn=True, out=os.path.join(folder, "run"))
+    cfg = train_config(**TRAIN, data_dir=data_dir, sync_bn=True, out=os.path.join(folder, "run"))
     try:
-        train_module.train(dataclasses.replace(cfg, batch_size=33))
+        train_module.run_training(dataclasses.replace(cfg, batch_size=33))
     except UserError as err:
         report["batch_error"] = str(err)
 
@@ -292,11 +293,11 @@ def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str, 
         return result
 
     train_module.train_step = checked_step
-    train_module.train(dataclasses.replace(cfg, out=os.path.join(folder, "full")))
+    train_module.run_training(dataclasses.replace(cfg, out=os.path.join(folder, "full")))
     report["digests"] = digests
     # the same from a streaming image folder, each rank decoding only its slice of every global batch
     digests = []
-    train_module.train(train_module.TrainConfig(**FOLDER_TRAIN, data_dir=image_dir, out=os.path.join(folder, "folder")))
+    train_module.run_training(train_config(**FOLDER_TRAIN, data_dir=image_dir, out=os.path.join(folder, "folder")))
     report["folder_digests"] = digests
     train_module.train_step = real_step
 
@@ -305,14 +306,15 @@ def _spawned(rank: int, port: int, folder: str, data_dir: str, model_path: str, 
         raise Killed
 
     try:
-        train_module.train(cfg, log=kill)
+        train_module.run_training(cfg, on_epoch=kill)
     except Killed:
         pass
 
     # consistency (ensemble sizes + a generated CIFAR-10-P perturbation): every rank gets all rows
     from smoothbench.corruptions.perturbations import perturb_sequence
     from smoothbench.data import get_dataset
-    from smoothbench.sweeps import load_members, perturbation_rows, size_consistency_rows
+    from smoothbench.evaluation.consistency_rows import perturbation_rows, size_consistency_rows
+    from smoothbench.evaluation.members import load_members
 
     members, settings = load_members([model_path]), eval_settings(subset=12)
     source = get_dataset("cifar10", data_dir, "test", subset=12)
@@ -346,7 +348,7 @@ def test_gathers_and_broadcasts_inside_a_group(spawned):
         assert report["gathered_uint8"] == [0, 1, 10, 11, 12]
         assert report["on_main"] == "from rank 0"
         assert report["on_main_error"] == "rank 0 refused"
-        assert "--batch-size 33" in report["batch_error"] and "multiple of 2" in report["batch_error"]
+        assert "batch_size 33" in report["batch_error"] and "multiple of 2" in report["batch_error"]
 
 
 def test_cpu_sync_batchnorm_equals_batchnorm_over_the_global_batch(spawned):
@@ -368,15 +370,15 @@ def test_ranks_hold_identical_weights_after_every_step(spawned):
 
 def test_two_processes_match_one_process_after_an_epoch(spawned, cifar_dir, tmp_path):
     """The same global batches with SyncBatchNorm give the one-process weights up to float rounding."""
-    from smoothbench.train import TrainConfig, train
+    from smoothbench import run_training
 
     folder, _ = spawned
 
     def kill(row):
-        raise Killed
+        raise Killed(f"killed after epoch {row['epoch']}")
 
-    with pytest.raises(Killed):
-        train(TrainConfig(**TRAIN, data_dir=str(cifar_dir), out=str(tmp_path / "one")), log=kill)
+    with pytest.raises(Killed, match="killed after epoch 1"):
+        run_training(train_config(**TRAIN, data_dir=str(cifar_dir), out=str(tmp_path / "one")), on_epoch=kill)
     one, two = weights(tmp_path / "one" / "checkpoint.pt"), weights(folder / "run" / "checkpoint.pt")
     assert one.keys() == two.keys()
     worst = max((one[k].double() - two[k].double()).abs().max().item() for k in one)
@@ -388,13 +390,13 @@ def test_two_processes_match_one_process_after_an_epoch(spawned, cifar_dir, tmp_
 
 def test_image_folder_training_shards_images_and_matches_one_process(spawned, image_folder, tmp_path):
     """Streaming folders: ranks stay identical after every step and equal the one-process run (SyncBatchNorm)."""
-    from smoothbench.train import TrainConfig, train
+    from smoothbench import run_training
 
     folder, reports = spawned
     digests = reports[0]["folder_digests"]
     assert len(digests) == 3 and all(d[0] == d[1] for d in digests)  # 15 images, global batch 6
     assert len({d[0] for d in digests}) == 3
-    train(TrainConfig(**FOLDER_TRAIN, data_dir=str(image_folder), out=str(tmp_path / "one")))
+    run_training(train_config(**FOLDER_TRAIN, data_dir=str(image_folder), out=str(tmp_path / "one")))
     one, two = weights(tmp_path / "one"), weights(folder / "folder")
     worst = max((one[k].double() - two[k].double()).abs().max().item() for k in one)
     assert worst < 1e-5
@@ -402,11 +404,11 @@ def test_image_folder_training_shards_images_and_matches_one_process(spawned, im
 
 
 def test_resume_with_another_process_count_is_refused(spawned, cifar_dir):
-    from smoothbench.train import TrainConfig, train
+    from smoothbench import run_training
 
     folder, _ = spawned
     with pytest.raises(UserError, match="world_size was 2 and is now 1"):
-        train(TrainConfig(**TRAIN, data_dir=str(cifar_dir), sync_bn=True, out=str(folder / "run"), resume=True))
+        run_training(train_config(**TRAIN, data_dir=str(cifar_dir), sync_bn=True, out=str(folder / "run"), resume=True))
 
 
 def test_two_process_training_learns_and_only_rank_0_writes(spawned):
@@ -423,7 +425,8 @@ def test_two_process_training_learns_and_only_rank_0_writes(spawned):
 def test_sharded_consistency_equals_one_process(spawned, mc_model, cifar_dir):
     from smoothbench.corruptions.perturbations import perturb_sequence
     from smoothbench.data import get_dataset
-    from smoothbench.sweeps import load_members, perturbation_rows, size_consistency_rows
+    from smoothbench.evaluation.consistency_rows import perturbation_rows, size_consistency_rows
+    from smoothbench.evaluation.members import load_members
 
     _, reports = spawned
     members, settings = load_members([mc_model]), eval_settings(subset=12)
@@ -445,6 +448,7 @@ def test_sharded_consistency_equals_one_process(spawned, mc_model, cifar_dir):
 # the CLI under torch's launcher
 
 
+@pytest.mark.slow
 def test_nproc_resume_of_a_killed_run_is_bit_identical(spawned, cifar_dir):
     """`smoothbench train --nproc 2 --resume` continues the run killed after epoch 1 to the uninterrupted weights."""
     folder, _ = spawned
@@ -459,9 +463,11 @@ def test_nproc_resume_of_a_killed_run_is_bit_identical(spawned, cifar_dir):
         pd.read_csv(folder / "full" / "train_log.csv")[["epoch", "train_loss"]])
 
 
+@pytest.mark.slow
 def test_torchrun_eval_equals_one_process(mc_model, cifar_dir, tmp_path):
     from smoothbench.data import get_dataset
-    from smoothbench.sweeps import evaluate, load_members
+    from smoothbench.evaluation.members import load_members
+    from smoothbench.evaluation.scoring import evaluate
 
     members = load_members([mc_model])
     source = get_dataset("cifar10", str(cifar_dir), "test", subset=60)
@@ -483,9 +489,11 @@ def test_torchrun_eval_equals_one_process(mc_model, cifar_dir, tmp_path):
     assert not np.allclose(predictions.probs[1], predictions.probs[3])  # MC samples differ: keys were exercised
 
 
+@pytest.mark.slow
 def test_torchrun_corruption_sweep_equals_one_process_and_resumes(mc_model, cifar_dir, tmp_path):
     """Generated cells are corrupted shard by shard; cells already in the file are skipped (rank 0 decides)."""
-    from smoothbench.sweeps import CorruptionSweep, corruption_sweep, load_members
+    from smoothbench.evaluation.corruption_cells import CorruptionSweep, corruption_sweep
+    from smoothbench.evaluation.members import load_members
 
     members = load_members([mc_model])
     settings = eval_settings(subset=40)
@@ -494,7 +502,8 @@ def test_torchrun_corruption_sweep_equals_one_process_and_resumes(mc_model, cifa
         return CorruptionSweep(dataset="cifar10-c", data_dir=str(cifar_dir), clean_data_dir=None, generate=True,
                                corruptions=corruptions, severities=[2])
 
-    reference = pd.DataFrame(corruption_sweep(members, sweep(["gaussian_noise", "contrast"]), settings, tmp_path / "ref.csv"))
+    reference = pd.DataFrame(corruption_sweep(members, sweep(["gaussian_noise", "contrast"]), settings,
+                                              tmp_path / "ref.csv")[0])
     out = tmp_path / "sweep.csv"
     corruption_sweep(members, sweep([]), settings, out)  # the clean cell is done already...
     done = pd.read_csv(out)
@@ -512,7 +521,10 @@ def test_torchrun_corruption_sweep_equals_one_process_and_resumes(mc_model, cifa
     assert ours["data_fingerprint"].tolist() == reference["data_fingerprint"].tolist()  # same corrupted pixels
     counts_equal(ours, reference)
     numeric_close(ours, reference, EVAL_METRICS)
-    assert (tmp_path / "sweep_summary.csv").exists()
+    summary = pd.read_csv(tmp_path / "sweep_summary.csv")  # rank 0 summarised every cell of the model
+    assert summary["ensemble_size"].tolist() == [1, 3] and (summary["n_corruptions"] == 2).all()
+    assert summary.loc[summary["ensemble_size"] == 3, "cAcc"].item() == pytest.approx(
+        pd.read_csv(out).query("severity > 0 and ensemble_size == 3")["acc"].mean())
 
 
 def test_nproc_reaches_the_launcher_in_every_command(monkeypatch, tmp_path):
@@ -545,10 +557,12 @@ def test_nproc_relaunches_the_same_command_without_the_flag(monkeypatch, tmp_pat
     assert len(launched) == 4
 
 
+@pytest.mark.slow
 def test_nproc_eval_equals_one_process(mc_model, cifar_dir, tmp_path):
     """`smoothbench eval --nproc 2` (two processes started by the CLI itself) gives the one-process rows."""
     from smoothbench.data import get_dataset
-    from smoothbench.sweeps import evaluate, load_members
+    from smoothbench.evaluation.members import load_members
+    from smoothbench.evaluation.scoring import evaluate
 
     source = get_dataset("cifar10", str(cifar_dir), "test", subset=60)
     rows, _ = evaluate(load_members([mc_model]), source, eval_settings(), context={"dataset": "cifar10", "split": "test"})

@@ -12,7 +12,7 @@ import torch
 from conftest import random_images
 from smoothbench import create_model
 from smoothbench.data import ResidentImages
-from smoothbench.ensembles import parse_sizes, predict
+from smoothbench.evaluation.ensembles import parse_sizes, predict
 from smoothbench.errors import UserError
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -33,9 +33,12 @@ def source():
     return ResidentImages.from_numpy("synthetic", "test", images, labels, [str(i) for i in range(10)], source="test")
 
 
-@pytest.mark.parametrize("text", ["0", "-1", "a", "", "1,,5", "1.5"])
-def test_parse_sizes_refuses_bad_lists(text):
-    with pytest.raises(UserError):
+@pytest.mark.parametrize("text, message", [
+    ("0", "sizes must be at least 1"), ("-1", "sizes must be at least 1"), ("a", "'a' is not an integer"),
+    ("", "comma-separated list"), ("1,,5", "comma-separated list"), ("1.5", "'1.5' is not an integer"),
+])
+def test_parse_sizes_refuses_bad_lists(text, message):
+    with pytest.raises(UserError, match=f"ensembles .*{message}"):
         parse_sizes(text)
 
 
@@ -112,6 +115,7 @@ def test_mc_state_restored_after_predict(source):
         assert torch.equal(model(x), model(x))  # MC dropout is off again
 
 
+@pytest.mark.slow
 def test_compiled_predict_equals_eager(source):
     """torch.compile gives the eager probabilities; keyed masks still change from sample to sample."""
     compiler = os.environ.get("CXX", "g++")

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_calibration_error
 
 from smoothbench import metrics as m
+from smoothbench import schema
 
 # Case A: 4 samples, 3 classes.
 #   row  probs             y  ŷ  c     correct
@@ -302,8 +303,8 @@ def test_mode_and_bins_errors():
 def test_summarize_keys_and_values():
     probs, labels = random_case(300, 12, 3.0, seed=8)
     result = m.summarize(probs, labels, ece_bins=10, ece_mode="reference")
-    assert tuple(result) == m.METRIC_COLUMNS
-    assert m.LOWER_IS_BETTER <= set(m.METRIC_COLUMNS)
+    assert tuple(result) == schema.ROW_METRICS
+    assert all(schema.METRICS[name].meaning for name in result)  # every column has its one home in the schema
     assert all(isinstance(v, float) for v in result.values())
     assert result["acc"] == m.accuracy(probs, labels)
     assert result["ece"] == m.ece(probs, labels, bins=10, mode="reference")

@@ -387,7 +387,7 @@ def test_mc_sampling_restores_state_and_validates_keys():
             model(torch.randn(3, 3, 32, 32))
     assert model.mc_enabled
     assert all(m.row_keys is None for m in model.modules() if isinstance(m, MCDropout))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="1-D int64 tensor"):
         model.set_mc_keys(torch.zeros(2, dtype=torch.int32))
 
 

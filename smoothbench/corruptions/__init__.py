@@ -12,7 +12,6 @@ of processes. The ImageNet-C pipeline resizes to 256 and centre-crops 224 *befor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from smoothbench.corruptions.registry import (
 from smoothbench.corruptions.rng import LazyGenerators, image_generators
 from smoothbench.device import resolve_device
 from smoothbench.errors import UserError
+from smoothbench.progress import Progress
 
 # The weather corruptions (snow, frost, fog, spatter) live in weather.py, written separately.
 if Path(__file__).with_name("weather.py").exists():
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # Pixels per internal batch: on CPU small enough to stay in cache (64 CIFAR images, 1 ImageNet
-# image; 4096-image chunks measured up to 4x slower), on a GPU large enough to fill it.
+# image; much larger chunks spill out of it), on a GPU large enough to fill it.
 _PIXELS_PER_CHUNK = {"cpu": 1 << 16, "cuda": 1 << 22}
 
 
@@ -82,7 +82,7 @@ def corrupt(
     device: str | torch.device = "cpu",
     frost_dir: str | None = None,
     batch_size: int | None = None,
-    progress: Callable[[int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Corrupt uint8 images ``(N, H, W, 3)`` with corruption ``name`` at ``severity`` 1..5.
 
@@ -90,7 +90,7 @@ def corrupt(
     uses generator ``(seed, name, severity, start_index + i)``; ``device``: auto, cpu, cuda[:N]. Returns uint8 of the same shape and
     type (numpy in, numpy out; a torch tensor comes back on its own device), computed as
     ``floor(f(image / 255))`` like the reference's ``np.uint8`` (NaN -> 0). ``batch_size`` sets
-    the internal chunk (default: 64K pixels on CPU, 4M on GPU); ``progress(n_done, text)`` is called
+    the internal chunk (default: 64K pixels on CPU, 4M on GPU); ``progress.advance(n_done, text)`` is called
     per chunk.
     """
     fn = get_corruption(name).fn
@@ -125,7 +125,7 @@ def corrupt(
         y = fn(source[lo:hi].to(dev), c, ctx).nan_to_num_(nan=0.0).clamp_(0, 255)
         out[lo:hi].copy_(y)  # conversion to uint8 truncates: floor on [0, 255]
         if progress is not None:
-            progress(hi - lo, f"{name} s{severity}")
+            progress.advance(hi - lo, f"{name} s{severity}")
     return out if isinstance(images, torch.Tensor) else out.numpy()
 
 

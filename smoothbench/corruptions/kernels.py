@@ -469,10 +469,10 @@ def zoom_sum(x: torch.Tensor, zooms: np.ndarray) -> torch.Tensor:
     """``sum_z clipped_zoom(x, z)`` for ``x [N,H,H,C]``, as sparse matrix products.
 
     Small images (H <= 64): one product with the summed 2-D operator (each output pixel mixes ~10
-    input pixels; 10x faster than zoom by zoom at 32 px). Larger ones: per block of output rows,
-    all zooms along H in one product, then along W with the zooms' sum folded into the second product
-    (blocks keep the intermediate, Z times the block, in cache: 1.3-2x faster at 224 px than whole
-    images, with the very same sums). Summation order differs from the reference's float32 running
+    input pixels, far cheaper than zoom by zoom). Larger ones: per block of output rows, all zooms along
+    H in one product, then along W with the zooms' sum folded into the second product (blocks keep the
+    intermediate, Z times the block, in cache; the very same sums as whole images). Timings:
+    ``benchmarks/corrupt_throughput.py``. Summation order differs from the reference's float32 running
     sum (~1e-6).
     """
     n, h, w, c = x.shape

@@ -3,7 +3,7 @@
 Each image draws from its own generator (``ctx.rngs[i]``), exactly the arrays the reference draws
 from numpy's global state (same shapes, same order), so values differ from the reference but the
 distribution is the same; shot noise draws one uniform per value and turns it into the Poisson count
-by exact inversion (:func:`poisson_inverse`), 4x faster than numpy's Poisson sampler. The registered
+by exact inversion (:func:`poisson_inverse`), vectorised where numpy samples value by value. The registered
 functions get the uint8 images; the ``*_apply`` functions take them or ``x = image / 255`` (float32,
 see :func:`~smoothbench.corruptions.kernels.unit_float64`). Outputs are on the 0..255 scale, clipped
 like the reference (``clip(., 0, 1) * 255``), computed in float64 as the reference does.
@@ -79,8 +79,9 @@ def poisson_inverse(levels: np.ndarray, c: float, u: np.ndarray) -> np.ndarray:
     with ``F(k) > u``, so ``P(k) = F(k) - F(k-1)`` exactly (up to float64 CDF rounding).
 
     Indexed search (:func:`_poisson_tables`): start at the guide entry of ``u``'s bucket, step up at
-    most twice (enough for all but ~1% of values), then binary-search the rest. Vectorised: ~4x faster
-    than numpy's per-value Poisson samplers (PTRS / multiplication), one uniform per value.
+    most twice (enough for all but ~1% of values), then binary-search the rest. Vectorised, one uniform per
+    value, where numpy's Poisson samplers (PTRS / multiplication) run value by value
+    (``benchmarks/corrupt_throughput.py`` times it).
     """
     cdf, guide, base, last = _poisson_tables(float(c))
     v = levels.reshape(-1).astype(np.intp)

@@ -50,20 +50,11 @@ from smoothbench.corruptions.kernels import hsv_to_rgb, imagemagick_to_8bit, mot
 from smoothbench.corruptions.weather import WATER_RGB, water_mask
 from smoothbench.device import resolve_device
 from smoothbench.errors import UserError
+from smoothbench.progress import Progress
+from smoothbench.schema import PERTURBATIONS
 
 #: The 10 evaluated perturbations (cifar-p-eval.py order) and their frame counts T.
-_FRAMES: dict[str, int] = {
-    "gaussian_noise": 31,
-    "shot_noise": 31,
-    "motion_blur": 21,
-    "zoom_blur": 31,
-    "spatter": 31,
-    "brightness": 31,
-    "translate": 16,
-    "rotate": 31,
-    "tilt": 31,
-    "scale": 31,
-}
+_FRAMES: dict[str, int] = {p.name: p.frames for p in PERTURBATIONS}
 _ID_BASE = 100
 _SIZE = 32
 #: Images processed together; bounds memory (noise draws are 30 frames x 3072 values per image).
@@ -71,7 +62,6 @@ _CHUNK = 256
 #: Liquid layers per call of weather.water_mask in spatter (its int64 temporaries scale with this).
 _MASK_BATCH = 2048
 
-Progress = Callable[[int, str], None]
 #: fn(x uint8 [n,32,32,3] on the device, selected frames, one Generator per image) -> uint8 [n,len(sel),32,32,3]
 _SequenceFn = Callable[[torch.Tensor, list[int], list[np.random.Generator]], torch.Tensor]
 
@@ -395,7 +385,7 @@ def perturb_sequence(
     slice of a set gives the same frames as the whole set). ``frames`` selects frame indices (in the
     order given; default all T): the result is then (N, len(frames), 32, 32, 3) and every frame
     equals the same frame of the full sequence. Work runs in chunks of images on ``device``;
-    ``progress(n_images, name)`` is called after each chunk.
+    ``progress.advance(n_images, name)`` is called after each chunk.
     """
     _check_name(name)
     arr = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
@@ -419,5 +409,5 @@ def perturb_sequence(
         x = torch.from_numpy(np.ascontiguousarray(arr[lo:hi])).to(dev)
         out[lo:hi] = fn(x, sel, rngs).cpu().numpy()
         if progress is not None:
-            progress(hi - lo, name)
+            progress.advance(hi - lo, name)
     return out

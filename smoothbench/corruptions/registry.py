@@ -1,12 +1,9 @@
 """Registry of corruption functions and the context they run in.
 
-The canonical list below is the order of the reference creation scripts (hendrycks/robustness,
-``make_cifar_c.py`` / ``make_imagenet_c.py``): the 15 common corruptions, then the 4 extras. Each
-corruption module registers its functions with :func:`register_corruption`; the registry checks the
-declared group/common flag against this list so the two can never drift apart.
-
-Groups follow Hendrycks & Dietterich (2019) and imagecorruptions: brightness is a *weather*
-corruption there, so ``names("weather")`` is snow, frost, fog, brightness, spatter.
+The canonical list (:data:`smoothbench.schema.CORRUPTIONS`) is the order of the reference creation scripts
+(hendrycks/robustness, ``make_cifar_c.py`` / ``make_imagenet_c.py``): the 15 common corruptions, then the 4
+extras. Each corruption module registers its functions with :func:`register_corruption`; the registry
+checks the declared group/common flag against that list so the two can never drift apart.
 """
 
 from __future__ import annotations
@@ -19,33 +16,11 @@ import numpy as np
 import torch
 
 from smoothbench.errors import UserError
+from smoothbench.schema import COMMON_CORRUPTIONS, CORRUPTION_GROUPS, CORRUPTIONS, EXTRA_CORRUPTIONS
 
-GROUPS = ("noise", "blur", "weather", "digital")
-
-#: (name, group, common) in the reference scripts' dict order.
-CANONICAL: tuple[tuple[str, str, bool], ...] = (
-    ("gaussian_noise", "noise", True),
-    ("shot_noise", "noise", True),
-    ("impulse_noise", "noise", True),
-    ("defocus_blur", "blur", True),
-    ("glass_blur", "blur", True),
-    ("motion_blur", "blur", True),
-    ("zoom_blur", "blur", True),
-    ("snow", "weather", True),
-    ("frost", "weather", True),
-    ("fog", "weather", True),
-    ("brightness", "weather", True),
-    ("contrast", "digital", True),
-    ("elastic_transform", "digital", True),
-    ("pixelate", "digital", True),
-    ("jpeg_compression", "digital", True),
-    ("speckle_noise", "noise", False),
-    ("gaussian_blur", "blur", False),
-    ("spatter", "weather", False),
-    ("saturate", "digital", False),
-)
-CANONICAL_NAMES: tuple[str, ...] = tuple(name for name, _, _ in CANONICAL)
-_CANONICAL_INFO = {name: (group, common) for name, group, common in CANONICAL}
+#: Canonical names in the reference order (their home is :data:`smoothbench.schema.CORRUPTIONS`).
+CANONICAL_NAMES: tuple[str, ...] = tuple(c.name for c in CORRUPTIONS)
+_CANONICAL_INFO = {c.name: (c.group, c.common) for c in CORRUPTIONS}
 
 
 @dataclass
@@ -89,7 +64,7 @@ def register_corruption(name: str, *, group: str, common: bool) -> Callable[[Cor
     """Decorator registering ``fn`` as corruption ``name`` (must match the canonical list)."""
     if name not in _CANONICAL_INFO:
         raise ValueError(f"{name!r} is not one of the 19 canonical corruptions")
-    if group not in GROUPS or _CANONICAL_INFO[name] != (group, common):
+    if group not in CORRUPTION_GROUPS or _CANONICAL_INFO[name] != (group, common):
         raise ValueError(f"{name!r} is declared as {(group, common)}, canonical is {_CANONICAL_INFO[name]}")
 
     def decorate(fn: CorruptionFn) -> CorruptionFn:
@@ -113,9 +88,9 @@ def canonical_names(subset: str = "common") -> list[str]:
     if subset == "all":
         return list(CANONICAL_NAMES)
     if subset == "common":
-        return [n for n, _, c in CANONICAL if c]
+        return list(COMMON_CORRUPTIONS)
     if subset == "extra":
-        return [n for n, _, c in CANONICAL if not c]
-    if subset in GROUPS:
-        return [n for n, g, _ in CANONICAL if g == subset]
-    raise UserError(f"unknown corruption subset {subset!r}: use common, extra, all, {', '.join(GROUPS)}")
+        return list(EXTRA_CORRUPTIONS)
+    if subset in CORRUPTION_GROUPS:
+        return [c.name for c in CORRUPTIONS if c.group == subset]
+    raise UserError(f"unknown corruption subset {subset!r}: use common, extra, all, {', '.join(CORRUPTION_GROUPS)}")

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from smoothbench.errors import UserError
+from smoothbench.schema import PERTURBATIONS
 
 #: Frames per sequence in the release: the 10 evaluated perturbations first (cifar-p-eval.py order),
 #: then the 4 extra ones the release also ships.
-RELEASED_FRAMES: dict[str, int] = {
-    "gaussian_noise": 31, "shot_noise": 31, "motion_blur": 21, "zoom_blur": 31, "spatter": 31,
-    "brightness": 31, "translate": 16, "rotate": 31, "tilt": 31, "scale": 31,
+RELEASED_FRAMES: dict[str, int] = {p.name: p.frames for p in PERTURBATIONS} | {
     "speckle_noise": 31, "gaussian_blur": 31, "snow": 31, "shear": 31,
 }
 

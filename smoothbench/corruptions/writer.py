@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +34,8 @@ from smoothbench.corruptions.released import MANIFEST
 from smoothbench.data.subset import first_indices
 from smoothbench.errors import UserError
 from smoothbench.fileio import atomic_open
+from smoothbench.progress import Progress
 
-Progress = Callable[[int, str], None]
 
 SEVERITIES = (1, 2, 3, 4, 5)
 #: ImageNet-C's JPEG quality (make_imagenet_c.py saves with ``quality=85, optimize=True``).
@@ -122,7 +122,7 @@ def make_cifar_c(
     """Write ``<corruption>.npy`` (5 severities) for each of ``corruptions`` plus ``labels.npy``.
 
     Image ``i`` at severity ``s`` is ``corrupt(images[i], corruption, s, params, seed, start_index=i)``,
-    computed ``batch_size`` images at a time on ``device``. ``progress(n, text)`` gets the number of
+    computed ``batch_size`` images at a time on ``device``. ``progress.advance(n, text)`` gets the number of
     images just finished (skipped files count as finished). Returns the corruption file paths.
     """
     images = np.asarray(images_nhwc_uint8)
@@ -151,7 +151,7 @@ def make_cifar_c(
         written.append(target)
         if _is_complete(target, shape):
             if progress is not None:
-                progress(shape[0], f"{name}: already written")
+                progress.advance(shape[0], f"{name}: already written")
             continue
         _drop_stale_partials(target)
         with atomic_open(target, "wb") as handle:
@@ -163,7 +163,7 @@ def make_cifar_c(
                                     device=device, frost_dir=frost_dir)
                     handle.write(np.ascontiguousarray(batch).tobytes())
                     if progress is not None:
-                        progress(hi - lo, f"{name} s{severity}")
+                        progress.advance(hi - lo, f"{name} s{severity}")
     return written
 
 
@@ -232,7 +232,7 @@ def make_imagenet_c(
             missing = {s: [not t.is_file() for t in targets[s]] for s in SEVERITIES}
             if not any(any(m) for m in missing.values()):
                 if progress is not None:
-                    progress(len(SEVERITIES) * len(chunk), f"{name}: already written")
+                    progress.advance(len(SEVERITIES) * len(chunk), f"{name}: already written")
                 continue
             batch = np.stack([_load_preprocessed(path) for path, _ in chunk])
             for severity in SEVERITIES:
@@ -243,5 +243,5 @@ def make_imagenet_c(
                         if todo:
                             _save_jpeg(pixels, target)
                 if progress is not None:
-                    progress(len(chunk), f"{name} s{severity}")
+                    progress.advance(len(chunk), f"{name} s{severity}")
     return out

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smoothbench.data.download import Progress, download_and_extract, md5_file
+from smoothbench.data.download import download_and_extract, md5_file
+from smoothbench.progress import Progress
 from smoothbench.data.resident import ResidentImages
 from smoothbench.data.unpickle import load_pickle
 from smoothbench.errors import UserError

@@ -10,11 +10,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable
 
 from smoothbench.errors import UserError
+from smoothbench.progress import Progress
 
-Progress = Callable[[int, str], None]
 CHUNK = 1 << 20
 
 
@@ -41,7 +40,7 @@ def fetch(url: str, dest: Path, md5: str, progress: Progress | None = None) -> N
                 out.write(block)
                 digest.update(block)
                 if progress is not None:
-                    progress(len(block), dest.name)
+                    progress.advance(len(block), dest.name)
         if digest.hexdigest() != md5:
             raise UserError(
                 f"download of {url} is corrupt (md5 {digest.hexdigest()}, expected {md5}); run the command again"

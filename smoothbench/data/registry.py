@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 from smoothbench.data.cifar import CIFAR, load_cifar
-from smoothbench.data.download import Progress
 from smoothbench.data.imagenet import ImageFolderSource
 from smoothbench.data.info import DATASETS, SPLITS
 from smoothbench.data.resident import ResidentImages
 from smoothbench.data.synthetic import default_synthetic
 from smoothbench.errors import UserError
+from smoothbench.progress import Progress
 
 IMAGENET_FOLDERS = {"train": "train", "test": "val"}
 

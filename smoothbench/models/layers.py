@@ -27,8 +27,8 @@ _LANE_A, _LANE_B = 0x243F6A88, 0x85A308D3  # two independent 32-bit hash lanes (
 _FMIX_C1, _FMIX_C2 = 0x85EBCA6B, 0xC2B2AE35  # fmix32's multipliers
 _SIGN32 = 1 << 31
 # Elements of a mask hashed at once (whole rows). CPU: the ~17 int32 passes over a block then run on two
-# 2 MiB buffers that stay in cache instead of streaming [B, numel] temporaries through memory (with int32,
-# ~4x faster on CPU than the former whole-tensor int64 form; 256 Ki-1 Mi elements measured alike).
+# 2 MiB buffers that stay in cache instead of streaming [B, numel] temporaries through memory (int32 and
+# cache-sized blocks are what make the keyed masks cheap on a CPU; the block size barely matters within that).
 # GPU: memory bandwidth is plentiful but every pass is a kernel launch, so blocks are large (two 256 MiB
 # buffers): with CPU-sized blocks an MC forward of 2,048 CIFAR images would launch ~20,000 tiny kernels.
 _CPU_BLOCK_ELEMENTS = 1 << 19
@@ -52,8 +52,8 @@ class PaddedBox2(nn.Module):
 
     ``y[i, j] = (x[i-1, j-1] + x[i-1, j] + x[i, j-1] + x[i, j]) / 4`` with zeros outside the map. On the CPU
     it is computed as a depthwise 2x2 convolution with weights 1/4 and zero padding 1: the same float32
-    values as ``avg_pool2d`` in our checks (gradients equal up to summation order), 2.8-3.9x faster as a
-    layer and 1.05-1.15x per ResNet-18 training step (``benchmarks/blur_formulations.py``). Other devices
+    values as ``avg_pool2d`` in our checks (gradients equal up to summation order) and faster, as a layer
+    and per training step (``benchmarks/blur_formulations.py``; figures in the README). Other devices
     keep ``avg_pool2d``: on CUDA a channels-last depthwise conv would go to cuDNN (TF32 for float32 by
     default, so not the same values) and ``torch.compile`` fuses a pooling, not a convolution, with the
     tanh/ReLU in front; that choice is to be revisited once the GPU suite has timed both. The kernel is a
@@ -195,7 +195,7 @@ def _fmix32_(h: Tensor, tmp: Tensor | None = None) -> Tensor:
 
     ``fmix32 = S16 ∘ M2 ∘ S13 ∘ M1 ∘ S16`` with ``Sk(h) = h ⊕ (h >>> k)`` and ``Mi(h) = h · Ci mod 2^32``;
     ``h`` is int64 in [0, 2^32) or int32 (see :func:`_xorshift_`). ``tmp`` is an optional scratch tensor
-    like ``h`` (in-place ops with one scratch are ~5x faster on CPU than allocating ones).
+    like ``h`` (in-place ops with one scratch avoid an allocation per pass, which dominates on a CPU).
     """
     tmp = torch.empty_like(h) if tmp is None else tmp
     _xorshift_(h, 16, tmp)

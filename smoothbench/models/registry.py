@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 from smoothbench.models.spec import BLURS, METHODS, SMOOTHINGS, STEMS, ModelSpec
 
 Builder = Callable[[ModelSpec], "object"]
@@ -78,18 +78,18 @@ def resolve_spec(spec: ModelSpec) -> ModelSpec:
         (spec.stem, entry.stems, "stem"),
     ):
         if value not in allowed:
-            raise UserError(f"unknown {what} {value!r} for {spec.arch}; choose one of {', '.join(allowed)}")
+            raise UserError(f"unknown {param(what)} {value!r} for {spec.arch}; choose one of {', '.join(allowed)}")
     if spec.num_classes < 2:
-        raise UserError(f"num_classes must be at least 2, got {spec.num_classes}")
+        raise UserError(f"{param('num_classes')} must be at least 2, got {spec.num_classes}")
     if spec.tau <= 0:
-        raise UserError(f"tau must be positive, got {spec.tau}")
+        raise UserError(f"{param('tau')} must be positive, got {spec.tau}")
     rate = spec.dropout_rate
     if rate is None:
         rate = entry.default_dropout if spec.method == "mcdo" else 0.0
     if not 0.0 <= rate < 1.0:
-        raise UserError(f"dropout rate must be in [0, 1), got {rate}")
+        raise UserError(f"{param('dropout_rate')} must be in [0, 1), got {rate}")
     if spec.method == "dnn" and rate != 0.0:
-        raise UserError("a dnn model has no MC dropout; use --method mcdo to set a dropout rate")
+        raise UserError(f"a dnn model has no MC dropout; use {param('method')} mcdo to set a {param('dropout_rate')}")
     return spec.with_(dropout_rate=float(rate))
 
 

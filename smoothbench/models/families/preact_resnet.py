@@ -16,6 +16,7 @@ from smoothbench.models.base import BNGAPHead, Classifier, scaled
 from smoothbench.models.layers import conv, make_dropout, make_smoothing
 from smoothbench.models.registry import register_model
 from smoothbench.models.spec import ModelSpec
+from smoothbench.models.stages import make_stages
 
 
 def _preact_shortcut(in_channels: int, out_channels: int, stride: int, with_bn: bool) -> nn.Sequential:
@@ -110,14 +111,8 @@ class PreActResNet(Classifier):
                                         nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         else:
             self.layer0 = nn.Sequential(conv(3, planes[0], 3, padding=1))
-        channels = planes[0]
-        stages = []
-        for stage, (p, n) in enumerate(zip(planes, num_blocks)):
-            blocks = []
-            for i in range(n):
-                blocks.append(block(spec, channels, p, 2 if stage > 0 and i == 0 else 1))
-                channels = p * block.expansion
-            stages.append(nn.Sequential(*blocks))
+        stages, channels = make_stages(lambda c, p, stride: block(spec, c, p, stride), block.expansion, planes[0],
+                                       planes, num_blocks)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.smooth1, self.smooth2, self.smooth3 = (make_smoothing(spec) for _ in range(3))
         self.smooth4 = nn.Sequential()  # no smoothing before the BN-ReLU-GAP head (paper: [1, 1, 1, 0])

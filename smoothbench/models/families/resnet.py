@@ -16,6 +16,7 @@ from smoothbench.models.base import Classifier, GAPHead, scaled
 from smoothbench.models.layers import conv, make_dropout, make_smoothing
 from smoothbench.models.registry import register_model
 from smoothbench.models.spec import ModelSpec
+from smoothbench.models.stages import make_stages
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -98,15 +99,8 @@ class ResNet(Classifier):
                                         nn.ReLU(), nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         else:
             self.layer0 = nn.Sequential(conv(3, planes[0], 3, padding=1), nn.BatchNorm2d(planes[0]), nn.ReLU())
-        channels = planes[0]
-        stages = []
-        for stage, (p, n) in enumerate(zip(planes, num_blocks)):
-            blocks = []
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(block(spec, channels, p, stride, groups, width_per_group))
-                channels = p * block.expansion
-            stages.append(nn.Sequential(*blocks))
+        stages, channels = make_stages(lambda c, p, stride: block(spec, c, p, stride, groups, width_per_group),
+                                       block.expansion, planes[0], planes, num_blocks)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.smooth1, self.smooth2, self.smooth3, self.smooth4 = (make_smoothing(spec) for _ in range(4))
         self.classifier = nn.Sequential(GAPHead(channels, spec.num_classes))

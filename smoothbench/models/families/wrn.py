@@ -16,6 +16,7 @@ from smoothbench.models.families.preact_resnet import PreActBasicBlock
 from smoothbench.models.layers import conv, make_smoothing
 from smoothbench.models.registry import register_model
 from smoothbench.models.spec import ModelSpec
+from smoothbench.models.stages import make_stages
 
 STEM_CHANNELS = 16
 
@@ -29,14 +30,9 @@ class WideResNet(Classifier):
         base = 16 * k
         widths = [scaled(c, spec, base) for c in (base, 2 * base, 4 * base)]
         self.layer0 = nn.Sequential(conv(3, STEM_CHANNELS, 3, padding=1))
-        channels = STEM_CHANNELS
-        groups = []
-        for group, w in enumerate(widths):
-            blocks = []
-            for i in range(blocks_per_group):
-                blocks.append(PreActBasicBlock(spec, channels, w, 2 if group > 0 and i == 0 else 1))
-                channels = w
-            groups.append(nn.Sequential(*blocks))
+        groups, channels = make_stages(lambda c, w, stride: PreActBasicBlock(spec, c, w, stride),
+                                       PreActBasicBlock.expansion, STEM_CHANNELS,
+                                       widths, [blocks_per_group] * 3)
         self.layer1, self.layer2, self.layer3 = groups
         self.smooth1, self.smooth2, self.smooth3 = (make_smoothing(spec) for _ in range(3))
         self.classifier = nn.Sequential(BNGAPHead(channels, spec.num_classes))

@@ -1,4 +1,4 @@
-"""Ranked leaderboards from result rows of many runs, with provenance, rendered as md / csv / json / html.
+"""Building a ranked leaderboard from the result rows of many runs, with provenance (rendering: :mod:`.render`).
 
 :func:`build_leaderboard` recognises the rows by their columns: consistency rows have ``kind``, corruption
 rows have ``corruption`` and ``severity``, the others are clean evaluations. One leaderboard row is one
@@ -10,36 +10,18 @@ settings, corruption source); the others form separate groups and the leaderboar
 
 from __future__ import annotations
 
-import html
-import json
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from smoothbench.errors import UserError
-from smoothbench.fileio import atomic_open
-from smoothbench.results import METRIC_COLUMNS, canonical, row_key, summarize_corruptions, to_json_records
+from smoothbench.results.store import canonical, row_key
+from smoothbench.results.summaries import summarize_corruptions
+from smoothbench.schema import CORRUPTION_METRICS, MC_SIZE_METRICS, PERTURBATION_METRICS, ROW_METRICS, direction
 
-#: Metrics where lower is better (``ece_signed`` ranks by its absolute value; all others: higher is better).
-LOWER_IS_BETTER = frozenset({"nll", "brier", "entropy", "ece", "ece_adaptive", "ece_classwise", "cNLL", "cECE",
-                             "cBrier", "mCE", "relative_mCE", "mCNLL", "mCECE", "flip_rate", "tv", "kl", "seed_tv",
-                             "cec", "flip_prob", "top5_dist"})
-ABS_LOWER_IS_BETTER = frozenset({"ece_signed"})
-#: Metrics rendered as percents in markdown / html (the data stays in fractions).
-PERCENT_METRICS = frozenset({"acc", "top5", "ece", "ece_signed", "ece_adaptive", "ece_classwise", "auroc_misclf",
-                             "acc_90", "unc_90", "freq_90", "iou", "cAcc", "cECE", "mCE", "relative_mCE", "mCNLL",
-                             "mCECE", "agreement", "seed_agreement", "consistency", "flip_rate", "flip_prob"})
-#: Corruption-summary metrics taken from :func:`smoothbench.results.summarize_corruptions`.
-CORRUPTION_METRICS = ("cAcc", "cNLL", "cECE", "cBrier", "mCE", "relative_mCE", "mCNLL", "mCECE")
-#: Consistency metrics per kind: ``mc-size`` rows at their ensemble size; ``perturbation`` rows averaged over
-#: perturbations.
-MC_SIZE_METRICS = ("agreement", "flip_rate", "tv", "kl", "seed_agreement", "seed_tv")
-PERTURBATION_METRICS = ("consistency", "cec", "flip_prob", "top5_dist")
 #: Columns that must agree for rows to be ranked together: the clean evaluation's data and ECE settings, and
 #: the corruption sweep's (``c_*``, ``source``). ``subset`` is ``full`` for the whole set; an empty value
 #: means that part was not measured and conflicts with nothing.
@@ -67,6 +49,7 @@ class Leaderboard:
     within the group by ``sort``, ``name``, the configuration, each metric's seed mean (``<metric>``) and
     sample standard deviation (``<metric>_std``, ddof 1, NaN for one seed), ``n_seeds`` and provenance.
     All metric values are fractions. ``groups[i]`` holds the comparability fields of group ``i + 1``.
+    :mod:`smoothbench.leaderboard.render` turns it into markdown, CSV, JSON or HTML.
     """
 
     table: pd.DataFrame
@@ -77,153 +60,6 @@ class Leaderboard:
     def metrics(self) -> list[str]:
         """Metric columns of the table (means; each has a ``_std`` partner)."""
         return [c[:-4] for c in self.table.columns if c.endswith("_std")]
-
-    def _shown(self) -> list[str]:
-        present = self.metrics()
-        return [m for m in SHOWN if m in present] + ([self.sort] if self.sort not in SHOWN else [])
-
-    def _cell(self, row: pd.Series, metric: str) -> str:
-        """``mean ± std`` (percent with 2 decimals for :data:`PERCENT_METRICS`, else 4 decimals)."""
-        mean, std = row[metric], row[f"{metric}_std"]
-        if pd.isna(mean):
-            return "–"
-        scale, digits = (100.0, 2) if metric in PERCENT_METRICS else (1.0, 4)
-        text = f"{scale * mean:.{digits}f}"
-        return text + (f" ± {scale * std:.{digits}f}" if pd.notna(std) else "")
-
-    def _header(self, metric: str) -> str:
-        return f"{metric} %" if metric in PERCENT_METRICS else metric
-
-    def _legend(self) -> str:
-        order = "lower is better" if self.sort in LOWER_IS_BETTER else (
-            "lower |value| is better" if self.sort in ABS_LOWER_IS_BETTER else "higher is better")
-        return (f"Ranked by {self.sort} ({order}) within each group of comparable rows. Columns marked % are "
-                "percentages (fractions × 100, 2 decimals); the others are raw values (4 decimals). "
-                "Values are mean ± sample std over seeds where n_seeds > 1.")
-
-    def _group_title(self, number: int) -> str:
-        fields = self.groups[number - 1]
-        described = ", ".join(f"{k}={v}" for k, v in fields.items() if v != "")
-        return f"Group {number}" + (f": {described}" if described else "")
-
-    def to_markdown(self) -> str:
-        """The leaderboard as README-ready markdown (one table per group, then the notes)."""
-        shown = self._shown()
-        lines = ["# smoothbench leaderboard", "", self._legend(), ""]
-        heads = ["rank", "name", "ensemble size", "seeds"] + [self._header(m) for m in shown]
-        for number, part in self.table.groupby("group", sort=True):
-            lines += [f"## {_md(self._group_title(int(number)))}", "", "| " + " | ".join(heads) + " |",
-                      "|" + "---|" * len(heads)]
-            for _, row in part.iterrows():
-                cells = [canonical(row["rank"]), _md(row["name"]), canonical(row["ensemble_size"]),
-                         canonical(row["n_seeds"])]
-                lines.append("| " + " | ".join(cells + [self._cell(row, m) for m in shown]) + " |")
-            lines.append("")
-        if self.notes:
-            lines += ["Notes:", ""] + [f"- {_md(note)}" for note in self.notes] + [""]
-        return "\n".join(lines)
-
-    def to_csv(self) -> str:
-        """The whole table as CSV (fractions, full precision)."""
-        return self.table.to_csv(index=False)
-
-    def to_json(self) -> str:
-        """JSON: ``{"format", "sort", "notes", "groups", "models": [...]}`` with one object per row.
-
-        Each model object has RobustBench-like fields ``name, dataset, architecture, clean_acc,
-        corruptions_acc, corruptions_mce`` (fractions, not RobustBench's percent strings; ``null`` when
-        unknown) and ours: ``method, smoothing, ensemble_size, nll, ece, brier, seeds`` (number of seeds
-        averaged), ``group``, ``rank``, ``metrics`` (every mean and std) and ``provenance``.
-        """
-        models = []
-        for row in to_json_records(self.table):
-            metrics = {c: row.get(c) for m in self.metrics() for c in (m, f"{m}_std")}
-            models.append({
-                "name": row["name"], "dataset": row.get("dataset"), "architecture": row.get("arch"),
-                "clean_acc": row.get("acc"), "corruptions_acc": row.get("cAcc"), "corruptions_mce": row.get("mCE"),
-                "method": row.get("method"), "smoothing": row.get("smoothing"),
-                "ensemble_size": row.get("ensemble_size"),
-                "nll": row.get("nll"), "ece": row.get("ece"), "brier": row.get("brier"), "seeds": row.get("n_seeds"),
-                "group": row["group"], "rank": row["rank"], "metrics": metrics,
-                "provenance": {p: row.get(p) for p in PROVENANCE if p in row},
-            })
-        document = {"format": "smoothbench-leaderboard", "sort": self.sort, "notes": self.notes,
-                    "groups": self.groups, "models": models}
-        return json.dumps(document, indent=1, allow_nan=False) + "\n"
-
-    def to_html(self) -> str:
-        """One self-contained HTML page (inline CSS and a small inline script: click a header to sort)."""
-        shown = self._shown()
-        heads = ["rank", "name", "ensemble size", "seeds"] + [self._header(m) for m in shown] + ["provenance"]
-        body = ["<h1>smoothbench leaderboard</h1>", f"<p>{html.escape(self._legend())}</p>"]
-        for number, part in self.table.groupby("group", sort=True):
-            body.append(f"<h2>{html.escape(self._group_title(int(number)))}</h2>")
-            body.append('<table class="sortable"><thead><tr>'
-                        + "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in heads)
-                        + "</tr></thead><tbody>")
-            for _, row in part.iterrows():
-                cells = [(row[c], canonical(row[c])) for c in ("rank", "name", "ensemble_size", "n_seeds")]
-                cells += [(row[m], self._cell(row, m)) for m in shown]
-                provenance = "; ".join(f"{p}={canonical(row[p])}" for p in PROVENANCE if p in row and canonical(row[p]))
-                cells.append((provenance, provenance))
-                body.append("<tr>" + "".join(
-                    f'<td data-v="{html.escape(canonical(value))}">{html.escape(str(shown_text))}</td>'
-                    for value, shown_text in cells) + "</tr>")
-            body.append("</tbody></table>")
-        if self.notes:
-            body.append("<ul class=\"notes\">" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>")
-        return _PAGE.format(body="\n".join(body), script=_SORT_SCRIPT)
-
-    def write(self, path: str | os.PathLike) -> None:
-        """Write the rendering chosen by the suffix (.md, .csv, .json, .html) atomically."""
-        renderers = {".md": self.to_markdown, ".csv": self.to_csv, ".json": self.to_json, ".html": self.to_html}
-        suffix = Path(path).suffix.lower()
-        if suffix not in renderers:
-            raise UserError(f"cannot render a leaderboard as {path}: use a .md, .csv, .json or .html file name")
-        with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-            handle.write(renderers[suffix]())
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>smoothbench leaderboard</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
-td:nth-child(2), td:last-child {{ text-align: left; }}
-td:last-child {{ color: #666; font-size: 0.85em; }}
-th {{ background: #f0f0f0; cursor: pointer; user-select: none; }}
-tbody tr:nth-child(even) {{ background: #fafafa; }}
-.notes {{ color: #844; }}
-</style></head>
-<body>
-{body}
-<script>{script}</script>
-</body></html>
-"""
-
-_SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach(function (th) {
-  th.addEventListener("click", function () {
-    var body = th.closest("table").tBodies[0], col = th.cellIndex;
-    var up = th.dataset.dir !== "up";
-    th.dataset.dir = up ? "up" : "down";
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
-      var nx = x === "" ? NaN : Number(x), ny = y === "" ? NaN : Number(y);
-      var order = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-      return up ? order : -order;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-  });
-});
-"""
-
-
-def _md(text: Any) -> str:
-    """Text safe inside a markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def _base_dataset(name: Any) -> str:
@@ -379,9 +215,11 @@ def _aggregate(replicates: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def _rank(table: pd.DataFrame, sort: str) -> pd.Series:
-    """Rank 1 = best within each group by ``sort`` (ties share the best rank; NaN is unranked)."""
-    values = table[sort].abs() if sort in ABS_LOWER_IS_BETTER else table[sort]
-    ascending = sort in LOWER_IS_BETTER or sort in ABS_LOWER_IS_BETTER
+    """Rank 1 = best within each group by ``sort`` (ties share the best rank; NaN is unranked); a metric with
+    no better direction (:func:`smoothbench.schema.direction`) is ranked in ascending order."""
+    better = direction(sort)
+    values = table[sort].abs() if better == "abs-lower" else table[sort]
+    ascending = better != "higher"
     return values.groupby(table["group"]).rank(method="min", ascending=ascending).astype("Int64")
 
 
@@ -458,7 +296,8 @@ def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int
     differ in seed or checkpoint are averaged (mean, sample std, ``n_seeds``). Rows that differ in a
     :data:`COMPARABILITY` column are ranked in separate groups (group 1 = the largest) with a note for
     each, unless ``allow_mixed``. ``sort`` is any metric column; its direction comes from
-    :data:`LOWER_IS_BETTER` (``ece_signed`` by absolute value; the rest higher is better).
+    :mod:`smoothbench.schema` (``ece_signed`` by absolute value; metrics with no better direction, such as
+    ``entropy``, in ascending order).
     """
     if df.empty or "model" not in df.columns:
         raise UserError("no result rows to rank; give smoothbench result files (eval, corrupt, consistency)")
@@ -473,7 +312,7 @@ def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int
     replicates = _outer(parts[0], parts[1])  # joined on the run and its ECE settings
     if parts[2] is not None:  # consistency has no ECE settings: joined on the run only
         replicates = _outer(None if replicates is None else _keyed(replicates, _JOIN), parts[2])
-    metrics = [m for m in METRIC_COLUMNS + CORRUPTION_METRICS + MC_SIZE_METRICS + PERTURBATION_METRICS
+    metrics = [m for m in ROW_METRICS + CORRUPTION_METRICS + MC_SIZE_METRICS + PERTURBATION_METRICS
                if replicates is not None and m in replicates.columns]
     if not metrics:
         raise UserError("the rows have no metric columns; give smoothbench result files (eval, corrupt, consistency)")

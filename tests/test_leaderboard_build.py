@@ -1,46 +1,17 @@
-"""Leaderboards: ranking, comparability groups, seed aggregation and the four renderings."""
+"""Building leaderboards: ranks and directions, comparability groups, seed aggregation, mCE, ensemble sizes."""
 
 from __future__ import annotations
 
-import io
-import json
 import math
-from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
 
-from smoothbench import results
+from board_rows import THREE, corruption_rows, eval_row
 from smoothbench.errors import UserError
 from smoothbench.leaderboard import build_leaderboard
-
-PROVENANCE = {"split": "test", "members": 1, "mc_samples": 1, "subset": "", "n_images": 1000,
-              "data_fingerprint": "f00d", "ece_mode": "standard", "ece_bins": 15, "smoothbench_version": "0.1.0",
-              "seed": 0}
-
-
-def eval_row(model: str, arch: str, sha: str, acc: float, nll: float, ece: float = 0.05, **extra) -> dict:
-    return {"model": model, "arch": arch, "method": "dnn", "smoothing": "none", "blur": "box2-pad1", "tau": 10.0,
-            "dropout_rate": 0.0, "checkpoint_sha256": sha, "dataset": "cifar10", "ensemble_size": 1, "acc": acc,
-            "nll": nll, "ece": ece, "ece_signed": extra.pop("ece_signed", ece), "brier": 2 * nll / 10,
-            **PROVENANCE, **extra}
-
-
-def corruption_rows(row: dict, accs: tuple[float, float]) -> list[dict]:
-    """A clean cell and fog severities 1, 2 with the given accuracies (released CIFAR-10-C)."""
-    base = {k: v for k, v in row.items() if k not in ("acc", "nll", "ece", "ece_signed", "brier")}
-    base = base | {"corruption_params": "cifar"}
-    cells = [base | {"dataset": "cifar10-c", "corruption": "clean", "severity": 0, "source": "clean",
-                     "acc": row["acc"], "nll": row["nll"], "ece": row["ece"]}]
-    for severity, acc in enumerate(accs, start=1):
-        cells.append(base | {"dataset": "cifar10-c", "corruption": "fog", "severity": severity, "source": "released",
-                             "acc": acc, "nll": 1.0, "ece": 0.1, "data_fingerprint": f"fog{severity}"})
-    return cells
-
-
-THREE = [eval_row("alpha", "resnet18", "a1", acc=0.90, nll=0.40, ece=0.06, ece_signed=-0.06),
-         eval_row("beta", "vgg16", "b1", acc=0.93, nll=0.30, ece=0.04, ece_signed=0.05),
-         eval_row("gamma", "alexnet", "c1", acc=0.80, nll=0.70, ece=0.02, ece_signed=-0.01)]
+from smoothbench.results.store import read_results, write_rows
+from smoothbench.schema import CONSISTENCY_ROW_KEY, CORRUPTION_ROW_KEY, EVAL_ROW_KEY
 
 
 def test_ranks_follow_the_sort_metric_and_its_direction():
@@ -111,22 +82,22 @@ def test_seeds_of_one_configuration_aggregate_to_mean_and_std():
 
 def test_mce_appears_with_a_baseline_and_files_feed_the_board(tmp_path):
     row = eval_row("alpha", "resnet18", "a1", acc=0.9, nll=0.4)
-    results.write_rows(tmp_path / "eval.csv", [row], key_columns=results.EVAL_KEYS)
+    write_rows(tmp_path / "eval.csv", [row], key_columns=EVAL_ROW_KEY)
     # the corruption sweep ran on a 500-image subset, the clean evaluation on the full set: still one run
-    results.write_rows(tmp_path / "sub" / "corrupt.json", corruption_rows(row | {"subset": 500, "n_images": 500},
+    write_rows(tmp_path / "sub" / "corrupt.json", corruption_rows(row | {"subset": 500, "n_images": 500},
                                                                           (0.8, 0.6)),
-                       key_columns=results.CORRUPT_KEYS)
-    results.write_rows(tmp_path / "consistency.csv",
+                       key_columns=CORRUPTION_ROW_KEY)
+    write_rows(tmp_path / "consistency.csv",
                        [{**{k: row[k] for k in ("model", "checkpoint_sha256", "dataset", "ensemble_size", "seed")},
                          "kind": "mc-size", "perturbation": "", "agreement": 0.97}] +
                        [{**{k: row[k] for k in ("model", "checkpoint_sha256", "ensemble_size", "seed")},
                          "dataset": "cifar10-p", "kind": "perturbation", "perturbation": p, "consistency": c,
                          "flip_prob": 1 - c} for p, c in (("translate", 0.9), ("rotate", 0.8))],
-                       key_columns=results.CONSISTENCY_KEYS)
+                       key_columns=CONSISTENCY_ROW_KEY)
     baseline = pd.DataFrame([{"corruption": "clean", "severity": 0, "acc": 0.6},
                              {"corruption": "fog", "severity": 1, "acc": 0.5},
                              {"corruption": "fog", "severity": 2, "acc": 0.3}]).assign(baseline_name="mine")
-    board = build_leaderboard(results.read_results(tmp_path), sort="mCE", baseline=baseline)
+    board = build_leaderboard(read_results(tmp_path), sort="mCE", baseline=baseline)
     top = board.table.iloc[0]
     assert len(board.table) == 1 and top["n_seeds"] == 1
     # CE_fog = (.2 + .4) / (.5 + .7) = .5; consistency = mean(.9, .8)
@@ -136,59 +107,7 @@ def test_mce_appears_with_a_baseline_and_files_feed_the_board(tmp_path):
     assert top["flip_prob"] == pytest.approx(0.15)
     assert (top["subset"], top["n_images"], top["c_subset"], top["c_n_images"]) == ("full", "1000", "500", "500")
     with pytest.raises(UserError, match="ensemble size 5"):
-        build_leaderboard(results.read_results(tmp_path), ensemble_size=5)
-
-
-class _Page(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags: list[str] = []
-        self.text: list[str] = []
-        self.links: list[tuple[str, str]] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-        self.links += [(k, v) for k, v in attrs if k in ("src", "href")]
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def test_html_is_one_self_contained_sortable_page():
-    rows = THREE + [eval_row("<b>bold</b> & co", "resnet50", "x1", acc=0.5, nll=2.0)]
-    page = _Page()
-    page.feed(build_leaderboard(pd.DataFrame(rows)).to_html())
-    page.close()
-    text = "".join(page.text)
-    for name in ("alpha", "beta", "gamma", "<b>bold</b> & co"):
-        assert name in text
-    assert "script" in page.tags and "style" in page.tags and page.tags.count("table") == 1
-    assert "b" not in page.tags  # the name was escaped, not rendered as markup
-    assert page.links == []  # no external resources
-    assert "93.00" in text and "0.3000" in text  # acc in percent, nll raw
-
-
-def test_json_round_trips_and_markdown_formats_percents():
-    rows = [eval_row("r18-s0", "resnet18", "s0", acc=0.90, nll=0.30, seed=0),
-            eval_row("r18-s1", "resnet18", "s1", acc=0.94, nll=0.34, seed=1),
-            eval_row("vgg", "vgg16", "v0", acc=0.80, nll=0.50, ece_mode="reference")]
-    board = build_leaderboard(pd.DataFrame(rows), sort="acc")
-    document = json.loads(board.to_json())
-    assert document["sort"] == "acc" and document["notes"] == board.notes and document["groups"] == board.groups
-    models = document["models"]
-    assert [m["name"] for m in models] == list(board.table["name"])
-    for model, (_, row) in zip(models, board.table.iterrows()):
-        assert model["clean_acc"] == row["acc"] and model["nll"] == row["nll"]
-        assert model["metrics"]["acc_std"] == (None if math.isnan(row["acc_std"]) else row["acc_std"])
-        assert model["seeds"] == row["n_seeds"] and model["architecture"] == row["arch"]
-        assert model["corruptions_acc"] is None and model["provenance"]["ece_mode"] == row["ece_mode"]
-    assert json.loads(json.dumps(document)) == document
-    markdown = board.to_markdown()
-    assert "percentages" in markdown and "2 decimals" in markdown
-    assert "| 1 | resnet18-dnn (dropout_rate=0) | 1 | 2 | 92.00 ± 2.83 | 0.3200 ± 0.0283 |" in markdown
-    assert "## Group 2" in markdown and "ranked separately as group 2" in markdown
-    csv_back = pd.read_csv(io.StringIO(board.to_csv()))
-    assert list(csv_back["name"]) == list(board.table["name"]) and "model" not in csv_back.columns
+        build_leaderboard(read_results(tmp_path), ensemble_size=5)
 
 
 def test_ensemble_size_defaults_to_each_configurations_largest():

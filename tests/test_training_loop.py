@@ -1,4 +1,4 @@
-"""Training: recipes, the lr schedule, run folders, resume equivalence, and a short real CIFAR-10 run."""
+"""The training loop: learning, the run folder it writes, bit-exact resume, and a short real CIFAR-10 run."""
 
 from __future__ import annotations
 
@@ -11,18 +11,19 @@ import pytest
 import torch
 
 import smoothbench
+from conftest import RecordingProgress, train_config
 from smoothbench.data import NORMALIZATION, get_dataset
 from smoothbench.errors import UserError
-from smoothbench.train import LOG_COLUMNS, TrainConfig, evaluate, make_optimizer, resolve_config, train
+from smoothbench.training import TrainConfig, run_training
+from smoothbench.training.loop import validate
+from smoothbench.training.run_folder import LOG_COLUMNS
 
 LN10 = math.log(10)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 class Killed(Exception):
     """Stands in for a crash or Ctrl-C at a chosen moment of a run."""
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(out, **changes) -> TrainConfig:
@@ -30,14 +31,14 @@ def tiny(out, **changes) -> TrainConfig:
     settings = dict(arch="resnet18", method="mcdo", smoothing="tanh-blur", width=4, dataset="synthetic",
                     subset=200, eval_subset=100, batch_size=25, warmup_epochs=1, epochs=2, lr=0.05,
                     milestones=(1,), gamma=0.1, seed=3, device="cpu", workers=0, out=str(out))
-    return TrainConfig(**(settings | changes))
+    return train_config(**(settings | changes))
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted tiny run: (config, result)."""
     cfg = tiny(tmp_path_factory.mktemp("train") / "reference")
-    return cfg, train(cfg)
+    return cfg, run_training(cfg)
 
 
 def assert_same_weights(run_a, run_b) -> None:
@@ -48,61 +49,10 @@ def assert_same_weights(run_a, run_b) -> None:
     assert not different, f"weights differ: {different[:5]}"
 
 
-def test_recipe_defaults_follow_the_paper():
-    cifar = resolve_config(TrainConfig(dataset="cifar100"))
-    assert (cifar.batch_size, cifar.lr, cifar.momentum, cifar.weight_decay) == (128, 0.1, 0.9, 5e-4)
-    assert (cifar.warmup_epochs, cifar.epochs, cifar.schedule, cifar.milestones, cifar.gamma) == (
-        1, 200, "multistep", (60, 120, 160), 0.2)
-    imagenet = resolve_config(TrainConfig(dataset="imagenet", lr=0.2))
-    assert (imagenet.batch_size, imagenet.lr, imagenet.weight_decay, imagenet.epochs, imagenet.milestones,
-            imagenet.gamma) == (256, 0.2, 1e-4, 90, (30, 60, 80), 0.1)
-    assert resolve_config(TrainConfig(dataset="cifar10", seed=4)).out.endswith("resnet18-dnn-seed4")
-
-
-@pytest.mark.parametrize("changes, word", [
-    ({"epochs": 0}, "--epochs"), ({"lr": 0.0}, "--lr"), ({"milestones": (60, 30)}, "--milestones"),
-    ({"schedule": "step"}, "--schedule"), ({"gamma": 1.5}, "--gamma"), ({"precision": "fp16"}, "--precision"),
-    ({"dataset": "mnist"}, "mnist"), ({"batch_size": 0}, "--batch-size"),
-])
-def test_bad_settings_are_user_errors(changes, word):
-    with pytest.raises(UserError, match=word):
-        resolve_config(TrainConfig(**changes))
-
-
-def lrs_per_step(steps: int, **changes) -> list[float]:
-    """The lr of every optimiser step, read off the optimiser exactly as the training loop drives it."""
-    cfg = resolve_config(TrainConfig(dataset="cifar10", **changes))
-    layer = torch.nn.Linear(2, 2)
-    optimizer, scheduler = make_optimizer(layer, cfg, iters_per_epoch=4)
-    seen = []
-    for _ in range(steps):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return seen
-
-
-def test_warmup_per_iteration_then_multistep_per_epoch():
-    # 4 iterations per epoch, 1 warm-up epoch: lr = 0.2 k / 4 for k = 1..4; then main epochs 0, 1, 2 at
-    # 0.2, 0.2·0.5 (milestone 1 reached), 0.2·0.5² (milestone 2 reached).
-    got = lrs_per_step(16, lr=0.2, warmup_epochs=1, epochs=3, milestones=(1, 2), gamma=0.5)
-    expected = [0.05, 0.1, 0.15, 0.2] + [0.2] * 4 + [0.1] * 4 + [0.05] * 4
-    assert got == pytest.approx(expected, rel=1e-12)
-
-
-def test_cosine_over_main_epochs_only():
-    # 2 warm-up epochs (8 steps of 0.1 k / 8), then cosine over 4 main epochs: 0.1 (1 + cos(π e / 4)) / 2.
-    got = lrs_per_step(24, lr=0.1, warmup_epochs=2, epochs=4, schedule="cosine")
-    expected = [0.1 * k / 8 for k in range(1, 9)]
-    for factor in (1.0, (1 + 2**-0.5) / 2, 0.5, (1 - 2**-0.5) / 2):
-        expected += [0.1 * factor] * 4
-    assert got == pytest.approx(expected, rel=1e-12)
-
-
 def test_loss_decreases_on_synthetic(tmp_path):
-    cfg = TrainConfig(arch="resnet18", width=8, dataset="synthetic", subset=1000, eval_subset=100, batch_size=32,
-                      warmup_epochs=0, epochs=3, lr=0.01, device="cpu", workers=0, out=str(tmp_path / "run"))
-    losses = [row["train_loss"] for row in train(cfg).log]
+    cfg = train_config(arch="resnet18", width=8, dataset="synthetic", subset=1000, eval_subset=100, batch_size=32,
+                       warmup_epochs=0, epochs=3, lr=0.01, device="cpu", workers=0, out=str(tmp_path / "run"))
+    losses = [row["train_loss"] for row in run_training(cfg).log]
     assert losses[0] > losses[1] > losses[2], losses
     assert losses[2] < LN10, losses  # below the loss of a uniform guess over 10 classes
 
@@ -120,6 +70,7 @@ def test_run_folder_contents(reference):
     config = json.loads((run / "config.json").read_text())
     settings = config["settings"]
     assert settings["milestones"] == [1] and settings["weight_decay"] == 5e-4 and settings["subset"] == 200
+    assert settings["model"]["arch"] == "resnet18" and settings["model"]["width"] == 4
     assert config["spec"]["dataset"] == "synthetic" and config["spec"]["dropout_rate"] == 0.3
     assert {"torch", "torchvision", "numpy", "python"} <= set(config["packages"])
     assert config["seed"] == 3 and config["smoothbench_version"] == smoothbench.__version__
@@ -139,7 +90,7 @@ def test_run_folder_contents(reference):
     assert meta["test_acc"] == result.test_acc == log["test_acc"].iloc[-1]
     # The logged test accuracy is the deterministic (MC-off) one: evaluating the saved model reproduces it.
     test = get_dataset("synthetic", None, "test", subset=100)
-    acc, nll = evaluate(model, test, model.spec, batch_size=64, device=torch.device("cpu"), precision="fp32",
+    acc, nll = validate(model, test, model.spec, batch_size=64, device=torch.device("cpu"), precision="fp32",
                         channels_last=False)
     assert acc == result.test_acc and nll == pytest.approx(result.test_nll, rel=1e-6)
 
@@ -149,17 +100,18 @@ def test_resume_after_a_kill_between_epochs_is_bit_identical(reference, tmp_path
     out = tmp_path / "run"
 
     def die_after_first_epoch(row):
-        raise Killed
+        raise Killed(f"killed after epoch {row['epoch']}")
 
-    with pytest.raises(Killed):
-        train(tiny(out), log=die_after_first_epoch)
-    assert (out / "checkpoint.pt").exists() and not (out / "model.pt").exists()
-    with pytest.raises(UserError, match="--resume"):
-        train(tiny(out))
-    with pytest.raises(UserError, match="lr"):
-        train(tiny(out, lr=0.1, resume=True))
+    with pytest.raises(Killed, match="killed after epoch 1"):
+        run_training(tiny(out), on_epoch=die_after_first_epoch)
+    saved = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1 and not (out / "model.pt").exists()
+    with pytest.raises(UserError, match="holds an unfinished run; add resume"):
+        run_training(tiny(out))
+    with pytest.raises(UserError, match="lr was 0.05 and is now 0.1"):
+        run_training(tiny(out, lr=0.1, resume=True))
 
-    resumed = train(tiny(out, resume=True))
+    resumed = run_training(tiny(out, resume=True))
     assert resumed.resumed_from_epoch == 1
     assert_same_weights(result.run_dir, out)
     columns = ["epoch", "lr", "train_loss", "train_acc", "test_acc", "test_nll"]
@@ -174,16 +126,17 @@ def test_resume_after_a_kill_mid_epoch_is_bit_identical(reference, tmp_path):
     def die_in_third_epoch(images, text):
         batches.append(images)
         if len(batches) == 8 + 8 + 3:  # 8 batches per epoch; crash in the 3rd batch of epoch 3
-            raise Killed
+            raise Killed(f"killed at {text}")
 
-    with pytest.raises(Killed):
-        train(tiny(out), progress=die_in_third_epoch)
+    with pytest.raises(Killed, match="killed at epoch 3/3"):
+        run_training(tiny(out), progress=RecordingProgress(die_in_third_epoch))
     checkpoint = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert checkpoint["epoch"] == 2 and len(pd.read_csv(out / "train_log.csv")) == 2
 
-    planned = []
-    resumed = train(tiny(out, resume=True), on_plan=lambda epochs, images: planned.append((epochs, images)))
-    assert planned == [(1, 200)] and resumed.resumed_from_epoch == 2
+    planned = RecordingProgress()
+    resumed = run_training(tiny(out, resume=True), progress=planned)
+    assert planned.starts == [(200, "train resnet18-mcdo-tanh-blur")] and resumed.resumed_from_epoch == 2
+    assert sum(planned.units) == 200  # one epoch of 200 images left
     assert_same_weights(result.run_dir, out)
 
 
@@ -194,11 +147,11 @@ def test_finished_run_is_kept_unless_forced(reference, tmp_path):
     (out / "notes.txt").write_text("mine")
     before = (out / "model.pt").read_bytes()
     for resume in (False, True):
-        with pytest.raises(UserError, match="--force"):
-            train(tiny(out, resume=resume))
+        with pytest.raises(UserError, match="holds a finished run; use force"):
+            run_training(tiny(out, resume=resume))
     assert (out / "model.pt").read_bytes() == before
 
-    forced = train(tiny(out, force=True, warmup_epochs=0, epochs=1, seed=5))
+    forced = run_training(tiny(out, force=True, warmup_epochs=0, epochs=1, seed=5))
     assert forced.epochs == 1 and len(pd.read_csv(out / "train_log.csv")) == 1
     assert (out / "model.pt").read_bytes() != before
     assert (out / "notes.txt").read_text() == "mine"
@@ -206,9 +159,9 @@ def test_finished_run_is_kept_unless_forced(reference, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:cifar10.*differ from the official files")
 def test_short_cifar10_run_learns(cifar10_dir, tmp_path):
-    cfg = TrainConfig(arch="resnet18", method="dnn", width=8, dataset="cifar10", data_dir=str(cifar10_dir),
-                      subset=2000, eval_subset=500, batch_size=32, warmup_epochs=0, epochs=3, lr=0.01,
-                      milestones=(2,), device="cpu", workers=0, out=str(tmp_path / "cifar"))
-    result = train(cfg)
+    cfg = train_config(arch="resnet18", method="dnn", width=8, dataset="cifar10", data_dir=str(cifar10_dir),
+                       subset=2000, eval_subset=500, batch_size=32, warmup_epochs=0, epochs=3, lr=0.01,
+                       milestones=(2,), device="cpu", workers=0, out=str(tmp_path / "cifar"))
+    result = run_training(cfg)
     assert result.test_acc > 0.25, result.log
     assert result.train_loss < LN10

@@ -24,11 +24,11 @@ import torch
 
 from smoothbench import distributed
 from smoothbench.device import autocast
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 from smoothbench.models.layers import mc_row_keys
 from smoothbench.timing import SectionTimer
+from smoothbench.progress import Progress
 
-Progress = Callable[[int, str], None]
 
 
 @dataclass
@@ -56,15 +56,15 @@ def parse_sizes(text: str | Sequence[int]) -> list[int]:
     """``"1,5,50"`` → ``[1, 5, 50]`` (sorted, unique); anything else is a :class:`UserError`."""
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     if not items or any(item == "" for item in items):
-        raise UserError("--ensembles needs a comma-separated list of positive integers, e.g. --ensembles 1,5,50")
+        raise UserError(f"{param('ensembles')} needs a comma-separated list of positive integers, e.g. 1,5,50")
     sizes = []
     for item in items:
         try:
             value = int(item)
         except (TypeError, ValueError):
-            raise UserError(f"--ensembles: {item!r} is not an integer; use e.g. --ensembles 1,5,50") from None
+            raise UserError(f"{param('ensembles')} needs positive integers, e.g. 1,5,50; {item!r} is not an integer") from None
         if value < 1:
-            raise UserError(f"--ensembles: sizes must be at least 1, got {value}")
+            raise UserError(f"{param('ensembles')} sizes must be at least 1, got {value}")
         sizes.append(value)
     return sorted(set(sizes))
 
@@ -75,18 +75,18 @@ def check_plan(models: Sequence[torch.nn.Module], sizes: Sequence[int], mc_sampl
     largest = max(sizes)
     if len(models) == 1:
         if mc_samples is not None:
-            raise UserError("--mc-samples is for deep ensembles; with one model the ensemble sizes are its MC samples")
+            raise UserError(f"{param('mc_samples')} is for deep ensembles; with one model the ensemble sizes are its MC samples")
         if largest > 1 and not mc_models[0]:
             raise UserError(
                 f"{models[0].spec.name} is deterministic (no MC dropout): its samples are identical, so ensemble sizes "
-                "above 1 mean nothing; use --ensembles 1, or pass several runs for a deep ensemble"
+                "above 1 mean nothing; ask for size 1 only, or give several runs for a deep ensemble"
             )
         return 1, largest
     samples = 1 if mc_samples is None else mc_samples
     if samples < 1:
-        raise UserError(f"--mc-samples must be at least 1, got {samples}")
+        raise UserError(f"{param('mc_samples')} must be at least 1, got {samples}")
     if samples > 1 and not all(mc_models):
-        raise UserError("--mc-samples > 1 needs MC-dropout members; a deterministic member gives identical samples")
+        raise UserError(f"{param('mc_samples')} > 1 needs MC-dropout members; a deterministic member gives identical samples")
     if largest > len(models):
         raise UserError(f"asked for an ensemble of {largest} but only {len(models)} models were given")
     classes = {m.spec.num_classes for m in models}
@@ -99,8 +99,8 @@ def default_mc_chunk(device: torch.device) -> int:
     """MC samples per forward when none is asked for: 1 on a CPU, 8 on a GPU.
 
     A GPU fills its kernels better with the batch repeated; CPU kernels gain nothing from a longer batch and lose
-    cache locality (measured 1.1-2x slower per sample with 2-8 samples per forward, batches of 32-256 images,
-    ResNet-18 widths 16 and 64, one thread).
+    cache locality, so several samples per forward are slower per sample there (``benchmarks/eval_throughput.py
+    --mc-chunk``; the README's performance table has the figures).
     """
     return 1 if device.type == "cpu" else 8
 
@@ -167,7 +167,7 @@ def predict(
     if mc_chunk is None:
         mc_chunk = default_mc_chunk(device)
     if mc_chunk < 1:
-        raise UserError(f"--mc-chunk must be at least 1, got {mc_chunk}")
+        raise UserError(f"{param('mc_chunk')} must be at least 1, got {mc_chunk}")
     spec = models[0].spec
     models = list(models[: max(sizes)])  # a deep ensemble's members beyond the largest size are never used
     for model in models:
@@ -222,7 +222,7 @@ def predict(
                 done += chunk
             timer.charge("forward", forward_start)
             if progress is not None:
-                progress(x.shape[0], "")
+                progress.advance(x.shape[0])
     finally:
         for model in models:
             model.mc(False)

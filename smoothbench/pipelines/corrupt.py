@@ -1,0 +1,90 @@
+"""``run_corruption_sweep``: a model over every (corruption, severity) cell, then the sweep's summary."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from smoothbench import distributed, plots
+from smoothbench.evaluation.corruption_cells import CorruptionSweep, corruption_sweep
+from smoothbench.evaluation.members import load_members
+from smoothbench.evaluation.scoring import Profile
+from smoothbench.evaluation.settings import EvalSettings
+from smoothbench.progress import Progress
+from smoothbench.results.baselines import load_baseline
+from smoothbench.results.store import read_results, write_rows
+from smoothbench.results.summaries import summarize_corruptions
+from smoothbench.schema import SUMMARY_ROW_KEY
+
+PathLike = str | os.PathLike
+
+
+@dataclass
+class SweepRequest:
+    """What ``smoothbench corrupt`` does.
+
+    ``models``: run folders or model files (several form a deep ensemble). ``sweep``: which corrupted set
+    and cells. ``out``: the per-cell results (appended cell by cell; a rerun resumes); ``summary_out``: the
+    summary table (default ``<out stem>_summary.csv`` beside it); ``baseline``: ``alexnet-imagenet-c``, a
+    paper AlexNet CSV or another model's sweep file, for mCE and its kin; ``plot``: a folder for
+    metric-vs-severity plots.
+    """
+
+    models: Sequence[PathLike]
+    sweep: CorruptionSweep
+    settings: EvalSettings = field(default_factory=EvalSettings)
+    out: PathLike = "sweep.csv"
+    summary_out: PathLike | None = None
+    baseline: str | None = None
+    plot: PathLike | None = None
+
+    @property
+    def summary_path(self) -> Path:
+        out = Path(self.out)
+        return Path(self.summary_out) if self.summary_out is not None else out.with_name(out.stem + "_summary.csv")
+
+
+@dataclass
+class SweepResult:
+    """The rows computed by this call, the summary of every cell of the model in ``out``, the files written,
+    and where the sweep's time went (``seconds``: the sweep, before the summary)."""
+
+    model: str
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+    files: list[Path]
+    profile: Profile
+    seconds: float
+
+
+def run_corruption_sweep(request: SweepRequest, *, progress: Progress | None = None) -> SweepResult:
+    """Evaluate every cell not yet in ``request.out``, then summarise the model's cells (cAcc, cNLL, cECE,
+    cBrier; mCE, relative mCE, mCNLL, mCECE against a baseline) into the summary file."""
+    settings = request.settings.on_device()
+    baseline = load_baseline(request.baseline) if request.baseline is not None else None
+    members = load_members(request.models)
+    if progress is not None:
+        progress.start(len(request.sweep.cells()), f"corrupt {members.name}")
+    start = time.perf_counter()
+    rows, profile = corruption_sweep(members, request.sweep, settings, request.out, progress=progress)
+    seconds = time.perf_counter() - start
+    summary, files = pd.DataFrame(), []
+    if distributed.is_main_process():  # rank 0 wrote the rows and writes the summary
+        table = read_results([request.out])
+        table = table[table["checkpoint_sha256"] == members.checkpoint_sha256]
+        summary = summarize_corruptions(table, baseline)
+        write_rows(request.summary_path, summary, key_columns=SUMMARY_ROW_KEY)
+        files = [Path(request.out), request.summary_path]
+        if request.plot is not None:
+            folder = Path(request.plot)
+            folder.mkdir(parents=True, exist_ok=True)
+            for metric in ("acc", "nll", "ece"):
+                path = folder / f"{members.name}_{request.sweep.dataset}_{metric}_vs_severity.png"
+                plots.metric_vs_severity(table, metric, path)
+                files.append(path)
+    return SweepResult(members.name, pd.DataFrame(rows), summary, files, profile, seconds)

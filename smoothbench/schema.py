@@ -1,0 +1,203 @@
+"""The facts every table shares: row keys, the metric table, and the canonical corruption and perturbation names.
+
+This is the one home of these facts (no torch here, so the CLI, the leaderboard and the report can read it
+cheaply). A result table is one row per measurement with a header; its *row key* names the columns that
+identify a measurement, so that rewriting a row with the same key replaces it (see
+:mod:`smoothbench.tables.store`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# ----------------------------------------------------------------------------------------------------------
+# row keys
+
+#: One clean evaluation (``smoothbench eval``). The MC seed is provenance, not key: rerunning a cell with
+#: another ``--seed`` replaces the row.
+EVAL_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ensemble_size", "members", "mc_samples", "subset")
+#: One (corruption, severity) cell of a corruption sweep; severity 0 is the clean set. ``source``
+#: (clean / released / generated) is part of the key so released and generated cells can share a file.
+CORRUPTION_ROW_KEY = EVAL_ROW_KEY + ("corruption", "severity", "corruption_params", "source")
+#: One consistency measurement: ``kind`` is ``mc-size`` or ``perturbation``; ``seed`` is part of the key
+#: because seed agreement compares runs that differ only in their MC seed.
+CONSISTENCY_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "kind", "perturbation", "ensemble_size", "seed")
+#: The columns that identify one model evaluation (a model at one ensemble size on one dataset): the rows of
+#: its corruption cells share them.
+EVALUATION_IDENTITY = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "members", "mc_samples", "subset")
+#: One corruption-summary row: one model evaluation, corruption source, corruption set and baseline.
+SUMMARY_ROW_KEY = EVALUATION_IDENTITY + ("source", "corruptions", "baseline")
+
+#: Columns always read as text from CSV (a hex digest made only of digits must not become a number).
+TEXT_COLUMNS = ("model", "arch", "method", "smoothing", "blur", "dataset", "split", "checkpoint_sha256",
+                "data_fingerprint", "corruption", "corruption_params", "source", "kind", "perturbation",
+                "smoothbench_version", "ece_mode", "precision", "normalization")
+
+#: Values of the ``ece_mode`` setting and column: the binning of the ``ece`` and ``ece_signed`` columns
+#: (``smoothbench.metrics`` documents both; its ``ece()`` also offers ``adaptive`` and ``classwise``, which
+#: have columns of their own).
+ROW_ECE_MODES = ("standard", "reference")
+#: The ``precision`` setting and column: forward passes in float32, or under bfloat16 autocast.
+PRECISIONS = ("fp32", "bf16")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# metrics
+Direction = Literal["higher", "lower", "abs-lower", "none"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric column: its name, which way is better, how tables show it, and what it means.
+
+    ``better``: ``higher``, ``lower``, ``abs-lower`` (best at 0, ranked by absolute value) or ``none`` (a
+    descriptive quantity with no better direction; ranked in ascending order when asked to sort by it).
+    ``percent``: tables show the fraction × 100 with a ``%`` (files always hold fractions).
+    """
+
+    name: str
+    better: Direction
+    percent: bool
+    meaning: str
+
+
+_METRICS = (
+    # per-row metrics of smoothbench.metrics.summarize, in its order
+    Metric("acc", "higher", True, "top-1 accuracy"),
+    Metric("top5", "higher", True, "top-5 accuracy"),
+    Metric("nll", "lower", False, "negative log-likelihood of the label, nats per image"),
+    Metric("brier", "lower", False, "Brier score summed over classes (0-2)"),
+    Metric("entropy", "none", False, "mean predictive entropy, nats"),
+    Metric("ece", "lower", True, "expected calibration error (ece_mode binning, ece_bins bins)"),
+    Metric("ece_signed", "abs-lower", True, "signed ECE: positive = over-confident"),
+    Metric("ece_adaptive", "lower", True, "ECE with equal-mass bins"),
+    Metric("ece_classwise", "lower", True, "classwise (marginal) ECE"),
+    Metric("auroc_misclf", "higher", True, "AUROC of the confidence separating right from wrong predictions"),
+    Metric("acc_90", "higher", True, "accuracy of the predictions with confidence > 0.9"),
+    Metric("unc_90", "higher", True, "share of errors with confidence <= 0.9"),
+    Metric("freq_90", "none", True, "share of predictions with confidence > 0.9"),
+    Metric("iou", "higher", True, "mean over classes of TP / (TP + FP + FN)"),
+    # consistency rows
+    Metric("accuracy", "higher", True, "top-1 accuracy at this ensemble size (consistency rows)"),
+    Metric("agreement", "higher", True, "share of images whose argmax equals the largest ensemble's"),
+    Metric("flip_rate", "lower", True, "share of argmax changes from the previous requested size"),
+    Metric("tv", "lower", False, "mean total variation to the largest ensemble's prediction"),
+    Metric("kl", "lower", False, "mean KL(largest ensemble || this size)"),
+    Metric("seed_agreement", "higher", True, "argmax agreement with an independent ensemble of this size"),
+    Metric("seed_tv", "lower", False, "mean total variation to an independent ensemble of this size"),
+    Metric("consistency", "higher", True, "CIFAR-10-P: consecutive-frame argmax agreement (the paper's)"),
+    Metric("cec", "lower", False, "CIFAR-10-P: cross-entropy consistency, divided by the number of classes"),
+    Metric("cec_unscaled", "lower", False, "CIFAR-10-P: cross-entropy consistency without that division"),
+    Metric("flip_prob", "lower", True, "CIFAR-10-P: flip probability (Hendrycks & Dietterich)"),
+    Metric("top5_dist", "lower", False, "CIFAR-10-P: top-5 distance (Hendrycks & Dietterich)"),
+    # corruption summaries
+    Metric("clean_acc", "higher", True, "accuracy on the clean test set (severity 0)"),
+    Metric("cAcc", "higher", True, "mean accuracy over corruptions x severities 1-5"),
+    Metric("cNLL", "lower", False, "mean NLL over corruptions x severities 1-5"),
+    Metric("cECE", "lower", True, "mean ECE over corruptions x severities 1-5"),
+    Metric("cBrier", "lower", False, "mean Brier score over corruptions x severities 1-5"),
+    Metric("mCE", "lower", True, "mean corruption error relative to the baseline (Hendrycks & Dietterich)"),
+    Metric("relative_mCE", "lower", True, "mCE of the drop from clean error, relative to the baseline's"),
+    Metric("mCNLL", "lower", True, "mean corruption NLL relative to the baseline (the paper's Fig. 9)"),
+    Metric("mCECE", "lower", True, "mean corruption ECE relative to the baseline (the paper's Fig. 9)"),
+    # training log
+    Metric("train_acc", "higher", True, "training accuracy over the epoch's augmented images"),
+    Metric("test_acc", "higher", True, "deterministic test accuracy after the epoch"),
+)
+#: Every metric column, by name.
+METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+
+#: Per-row metric columns written by ``smoothbench.metrics.summarize`` (fractions), in its order.
+ROW_METRICS = ("acc", "top5", "nll", "brier", "entropy", "ece", "ece_signed", "ece_adaptive", "ece_classwise",
+               "auroc_misclf", "acc_90", "unc_90", "freq_90", "iou")
+#: Metric columns of ensemble-size consistency rows (``kind = mc-size``), besides ``accuracy``.
+MC_SIZE_METRICS = ("agreement", "flip_rate", "tv", "kl", "seed_agreement", "seed_tv")
+#: Metric columns of CIFAR-10-P rows (``kind = perturbation``) that the leaderboard averages.
+PERTURBATION_METRICS = ("consistency", "cec", "flip_prob", "top5_dist")
+#: Metric columns of consistency rows of either kind.
+CONSISTENCY_METRICS = MC_SIZE_METRICS + PERTURBATION_METRICS
+#: Corruption-summary metrics (``smoothbench.tables.summaries.summarize_corruptions``) that the leaderboard ranks.
+CORRUPTION_METRICS = ("cAcc", "cNLL", "cECE", "cBrier", "mCE", "relative_mCE", "mCNLL", "mCECE")
+
+
+def is_percent(name: str) -> bool:
+    """Whether tables show metric ``name`` as a percentage (unknown columns are shown raw)."""
+    metric = METRICS.get(name)
+    return metric is not None and metric.percent
+
+
+def direction(name: str) -> Direction:
+    """Which way metric ``name`` is better (``none`` for an unknown column)."""
+    metric = METRICS.get(name)
+    return metric.better if metric is not None else "none"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# corruptions and perturbations
+CORRUPTION_GROUPS = ("noise", "blur", "weather", "digital")
+
+
+@dataclass(frozen=True)
+class CorruptionName:
+    """A canonical corruption: its name, group (Hendrycks & Dietterich / imagecorruptions: brightness is a
+    weather corruption) and whether it is one of the 15 common (benchmark) corruptions."""
+
+    name: str
+    group: str
+    common: bool
+
+
+#: The 19 corruptions in the order of the reference creation scripts (hendrycks/robustness
+#: ``make_cifar_c.py`` / ``make_imagenet_c.py``): the 15 common ones, then the 4 extras. The corruption
+#: engine's registry refuses any function registered under another name or group.
+CORRUPTIONS: tuple[CorruptionName, ...] = tuple(CorruptionName(*entry) for entry in (
+    ("gaussian_noise", "noise", True),
+    ("shot_noise", "noise", True),
+    ("impulse_noise", "noise", True),
+    ("defocus_blur", "blur", True),
+    ("glass_blur", "blur", True),
+    ("motion_blur", "blur", True),
+    ("zoom_blur", "blur", True),
+    ("snow", "weather", True),
+    ("frost", "weather", True),
+    ("fog", "weather", True),
+    ("brightness", "weather", True),
+    ("contrast", "digital", True),
+    ("elastic_transform", "digital", True),
+    ("pixelate", "digital", True),
+    ("jpeg_compression", "digital", True),
+    ("speckle_noise", "noise", False),
+    ("gaussian_blur", "blur", False),
+    ("spatter", "weather", False),
+    ("saturate", "digital", False),
+))
+#: The 15 benchmark corruptions of CIFAR-10-C / ImageNet-C, in order.
+COMMON_CORRUPTIONS = tuple(c.name for c in CORRUPTIONS if c.common)
+#: The 4 held-out ("extra") corruptions of the released sets.
+EXTRA_CORRUPTIONS = tuple(c.name for c in CORRUPTIONS if not c.common)
+#: Severities of a corrupted set (0 is the clean set in sweep rows).
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class PerturbationName:
+    """A CIFAR-10-P perturbation: its name and the number of frames of each sequence."""
+
+    name: str
+    frames: int
+
+
+#: The 10 evaluated CIFAR-10-P perturbations in ``cifar-p-eval.py`` order.
+PERTURBATIONS: tuple[PerturbationName, ...] = tuple(PerturbationName(*entry) for entry in (
+    ("gaussian_noise", 31),
+    ("shot_noise", 31),
+    ("motion_blur", 21),
+    ("zoom_blur", 31),
+    ("spatter", 31),
+    ("brightness", 31),
+    ("translate", 16),
+    ("rotate", 31),
+    ("tilt", 31),
+    ("scale", 31),
+))
