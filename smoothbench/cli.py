@@ -15,7 +15,7 @@ import typer
 
 from smoothbench import terminal
 from smoothbench.cli_options import EvalOptions, evaluation_options, relaunch
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, expected_failure
 from smoothbench.terminal import RANK, console, show_table, stdout
 
 app = typer.Typer(
@@ -103,6 +103,7 @@ def corrupt(
     corruption_seed: int = typer.Option(0, "--corruption-seed", help="Seed of generated corruptions."),
     imagenet_c_transform: str = typer.Option("hendrycks", "--imagenet-c-transform", help="hendrycks (centre crop 224) or paper (resize 256 + crop 224)."),
     frost_dir: Optional[Path] = typer.Option(None, "--frost-dir", help="Local frost textures (else fetched once and cached)."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check released CIFAR-C files against their published md5 (--no-verify for sets you made)."),
     out: Path = typer.Option(Path("sweep.csv"), "--out", help="Per-cell results (appended cell by cell; a rerun resumes)."),
     summary_out: Optional[Path] = typer.Option(None, "--summary-out", help="Summary table (default: <out>_summary.csv)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="alexnet-imagenet-c, a paper AlexNet CSV, or another model's sweep CSV."),
@@ -117,7 +118,7 @@ def corrupt(
     settings = options.settings()
     sweep = CorruptionSweep(dataset, data_dir=data_dir, clean_data_dir=clean_data_dir, generate=generate,
                             corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
-                            imagenet_c_transform=imagenet_c_transform, frost_dir=frost_dir)
+                            imagenet_c_transform=imagenet_c_transform, frost_dir=frost_dir, verify=verify)
     request = SweepRequest(runs, sweep, settings, out=out, summary_out=summary_out, baseline=baseline, plot=plot)
     with terminal.progress(options.quiet) as bar:
         result = run_corruption_sweep(request, progress=bar)
@@ -321,7 +322,8 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point: one clear line and exit status 2 for bad input; warnings on one line."""
+    """Console-script entry point: one clear line and exit status 2 for bad input, usage errors as Typer shows
+    them (exit 2), warnings on one line; anything unexpected keeps its traceback and asks for a bug report."""
     import warnings
 
     warnings.showwarning = terminal.one_line_warning
@@ -329,12 +331,6 @@ def main() -> None:
         status = app(standalone_mode=False)
         if isinstance(status, int) and status:  # typer.Exit(status), e.g. a failed --nproc launch
             sys.exit(status)
-    except UserError as err:
-        # every torchrun process reports its error: one may fail alone (e.g. no GPU for its local rank)
-        where = console if RANK == 0 else terminal.every_rank_console()
-        where.print(f"[red]{f'rank {RANK}: ' if RANK else ''}error:[/red] {err.for_cli()}", highlight=False,
-                    soft_wrap=True)
-        sys.exit(2)
     except typer.Exit as err:
         sys.exit(err.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -347,6 +343,20 @@ def main() -> None:
         else:
             console.print(f"error: {err.format_message()}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
+    except Exception as err:  # noqa: BLE001  (sorted into expected failures and bugs right here)
+        failure = expected_failure(err)
+        if failure is None:
+            terminal.report_bug(smoothbench_version())
+            sys.exit(1)
+        # every torchrun process reports its error: one may fail alone (e.g. no GPU for its local rank)
+        terminal.print_error(failure.for_cli(), RANK)
+        sys.exit(2)
     finally:
         if "smoothbench.distributed" in sys.modules:  # leave a torchrun process group cleanly
             sys.modules["smoothbench.distributed"].cleanup()
+
+
+def smoothbench_version() -> str:
+    from smoothbench import __version__
+
+    return __version__

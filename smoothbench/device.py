@@ -8,7 +8,7 @@ from typing import ContextManager, TypeVar
 import torch
 from torch import nn
 
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -28,7 +28,8 @@ def resolve_device(name: str) -> torch.device:
     if device.type != "cuda":
         raise UserError(f"unsupported device {name!r}: use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for but no CUDA GPU is available: use --device cpu (or auto)")
+        raise UserError(f"{param('device')} {name!r} asked for but no CUDA GPU is available: use {param('device')} cpu "
+                        "(or auto)")
     if device.index is not None and device.index >= torch.cuda.device_count():
         raise UserError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
     return device

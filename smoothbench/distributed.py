@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import nn
 
 from smoothbench.device import resolve_device
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 from smoothbench.progress import Progress, Scaled
 
 T = TypeVar("T")
@@ -55,7 +55,8 @@ def setup(device: str) -> torch.device:
         return resolved
     if resolved.type == "cuda":
         if device not in ("auto", "cuda"):
-            raise UserError(f"--device {device} cannot be shared by {env_world_size()} processes; use --device cuda "
+            raise UserError(f"{param('device')} {device} cannot be shared by {env_world_size()} processes; use "
+                            f"{param('device')} cuda "
                             "(each process takes the GPU of its local rank)")
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if local_rank >= torch.cuda.device_count():
@@ -67,7 +68,7 @@ def setup(device: str) -> torch.device:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, device_id=resolved if resolved.type == "cuda" else None)
     elif dist.get_backend() != backend:
-        raise UserError(f"this process group uses {dist.get_backend()} but --device {device} needs {backend}; "
+        raise UserError(f"this process group uses {dist.get_backend()} but {param('device')} {device} needs {backend}; "
                         "use one device kind per run")
     return resolved
 
@@ -343,9 +344,9 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.run import parse_args, run
 
     if nproc < 1:
-        raise UserError(f"--nproc must be at least 1, got {nproc}")
+        raise UserError(f"{param('nproc')} must be at least 1, got {nproc}")
     if env_world_size() > 1:
-        raise UserError("--nproc cannot be used inside torchrun (the processes are already started); drop it")
+        raise UserError(f"{param('nproc')} cannot be used inside torchrun (the processes are already started); drop it")
     try:
         run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "smoothbench", *argv]))
     except ChildFailedError as err:

@@ -10,6 +10,7 @@ least 1``). So a notebook user never reads a flag, nor a CLI user a keyword.
 
 from __future__ import annotations
 
+import errno
 import re
 
 # A parameter reference is "<MARK>api<SEP>cli<MARK>": control characters that never occur in paths or text.
@@ -38,3 +39,39 @@ class UserError(Exception):
     def for_cli(self) -> str:
         """The message with every parameter shown as its command-line flag."""
         return _REFERENCE.sub(r"\2", self.template)
+
+
+class SettingsWarning(UserWarning):
+    """A warning whose message may name parameters through :func:`param` (shown as flags by the CLI)."""
+
+    def __init__(self, message: str) -> None:
+        self.template = message
+        super().__init__(_REFERENCE.sub(r"\1", message))
+
+    def for_cli(self) -> str:
+        return _REFERENCE.sub(r"\2", self.template)
+
+
+#: errno → what it means, for failures of the environment that a user can fix.
+_ENVIRONMENT = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+    errno.EACCES: "permission denied", errno.EPERM: "operation not permitted", errno.EROFS: "read-only file system",
+    errno.ENAMETOOLONG: "file name too long", errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file", errno.ENOENT: "no such file or folder",
+    errno.EMFILE: "too many open files", errno.EIO: "input/output error (a failing disk or network file system?)",
+}
+
+
+def expected_failure(exc: BaseException) -> UserError | None:
+    """The one place that turns an expected failure into one clear line: a :class:`UserError` as it is,
+    file-system errors a user can fix (a full disk, no permission, a read-only place...) and names or paths
+    that cannot be encoded. ``None`` for anything else: that is a bug."""
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT:
+        where = f": {exc.filename}" if exc.filename else ""
+        return UserError(f"{_ENVIRONMENT[exc.errno]}{where}; fix that (or choose another path) and run again")
+    if isinstance(exc, UnicodeError):
+        return UserError(f"a name or path cannot be encoded or decoded as UTF-8 ({exc.reason}); rename it with "
+                         "plain characters and run again")
+    return None

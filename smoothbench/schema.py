@@ -13,26 +13,45 @@ from typing import Literal
 
 # ----------------------------------------------------------------------------------------------------------
 # row keys
+#
+# The rule for every results file: a row's key holds what was measured (model, checkpoint, data, cell,
+# ensemble size) and every setting that changes its numbers. So results of other settings coexist in one
+# file, a rerun with the same settings replaces its own rows, and a resumed sweep never skips a cell that
+# was computed with other settings. Speed settings that change numbers by float rounding at most
+# (batch size, MC chunk, device, channels-last, compile, process count) are not part of it.
 
-#: One clean evaluation (``smoothbench eval``). The MC seed is provenance, not key: rerunning a cell with
-#: another ``--seed`` replaces the row.
-EVAL_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ensemble_size", "members", "mc_samples", "subset")
+#: Settings that change the numbers of every evaluation row: the MC-dropout seed and the forward precision.
+RUN_SETTINGS = ("seed", "precision")
+#: Settings that change the calibration columns (``ece``, ``ece_signed``).
+ECE_SETTINGS = ("ece_mode", "ece_bins")
+#: One clean evaluation (``smoothbench eval``) at one ensemble size.
+EVAL_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ensemble_size", "members", "mc_samples",
+                "subset") + RUN_SETTINGS + ECE_SETTINGS
 #: One (corruption, severity) cell of a corruption sweep; severity 0 is the clean set. ``source``
-#: (clean / released / generated) is part of the key so released and generated cells can share a file.
-CORRUPTION_ROW_KEY = EVAL_ROW_KEY + ("corruption", "severity", "corruption_params", "source")
-#: One consistency measurement: ``kind`` is ``mc-size`` or ``perturbation``; ``seed`` is part of the key
-#: because seed agreement compares runs that differ only in their MC seed.
-CONSISTENCY_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "kind", "perturbation", "ensemble_size", "seed")
-#: The columns that identify one model evaluation (a model at one ensemble size on one dataset): the rows of
-#: its corruption cells share them.
-EVALUATION_IDENTITY = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "members", "mc_samples", "subset")
-#: One corruption-summary row: one model evaluation, corruption source, corruption set and baseline.
-SUMMARY_ROW_KEY = EVALUATION_IDENTITY + ("source", "corruptions", "baseline")
+#: (clean / released / generated) lets released and generated cells share a file; ``corruption_seed`` keys
+#: the random draws of generated cells.
+CORRUPTION_ROW_KEY = EVAL_ROW_KEY + ("corruption", "severity", "corruption_params", "source", "corruption_seed")
+#: One consistency measurement: ``kind`` is ``mc-size`` or ``perturbation``; ``source`` tells released
+#: from generated CIFAR-10-P sequences.
+CONSISTENCY_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "kind", "perturbation", "ensemble_size", "members",
+                       "mc_samples", "subset", "source") + RUN_SETTINGS
+#: The columns that identify one model evaluation (a model at one ensemble size on one dataset, with its
+#: settings): the rows of its corruption cells share them, clean and corrupted alike.
+EVALUATION_IDENTITY = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "members", "mc_samples",
+                       "subset") + RUN_SETTINGS + ECE_SETTINGS
+#: One corruption-summary row: one model evaluation, corruption source and seed, corruption set, baseline.
+SUMMARY_ROW_KEY = EVALUATION_IDENTITY + ("source", "corruption_seed", "corruptions", "baseline")
 
-#: Columns always read as text from CSV (a hex digest made only of digits must not become a number).
+#: Columns always read as text (a hex digest made only of digits must not become a number).
 TEXT_COLUMNS = ("model", "arch", "method", "smoothing", "blur", "dataset", "split", "checkpoint_sha256",
-                "data_fingerprint", "corruption", "corruption_params", "source", "kind", "perturbation",
-                "smoothbench_version", "ece_mode", "precision", "normalization")
+                "data_fingerprint", "c_data_fingerprint", "corruption", "corruption_params", "source", "kind",
+                "perturbation", "smoothbench_version", "ece_mode", "precision", "normalization", "corruptions",
+                "baseline")
+#: Columns whose values are whole numbers (or empty): read and written as integers, never as ``7.0``.
+INTEGER_COLUMNS = ("ensemble_size", "members", "mc_samples", "seed", "n_images", "subset", "ece_bins", "severity",
+                   "corruption_seed", "width", "n_corruptions", "n_cells", "n_severities", "n_videos", "frames")
+#: Columns every result row must have, non-empty: a row without them is not a measurement.
+REQUIRED_COLUMNS = ("model", "ensemble_size")
 
 #: Values of the ``ece_mode`` setting and column: the binning of the ``ece`` and ``ece_signed`` columns
 #: (``smoothbench.metrics`` documents both; its ``ece()`` also offers ``adaptive`` and ``classwise``, which

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichBars
 from rich.table import Table
@@ -24,38 +25,45 @@ stdout = Console(quiet=RANK != 0)
 _TEXT_COLUMNS = ("model", "corruption", "kind", "perturbation", "arch")
 
 
-def every_rank_console() -> Console:
-    """A stderr console that prints on every torchrun process (for errors that one process meets alone)."""
-    return Console(stderr=True)
-
-
 class BarProgress:
-    """The :class:`smoothbench.progress.Progress` protocol as rich progress bars: one bar per started task."""
+    """The :class:`smoothbench.progress.Progress` protocol as rich progress bars on stderr: one bar per started
+    task. Nothing is drawn before the first task starts, so an error found before any work stays one line."""
 
-    def __init__(self, bars: RichBars) -> None:
-        self.bars = bars
+    _COLUMNS = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+    )
+
+    def __init__(self) -> None:
+        self.bars: RichBars | None = None
         self.task = None
 
     def start(self, total: int, title: str) -> None:
-        self.task = self.bars.add_task(title, total=total or None, status="")
+        if self.bars is None:
+            self.bars = RichBars(*self._COLUMNS, console=console, transient=False)
+            self.bars.start()
+        self.task = self.bars.add_task(escape(title), total=total or None, status="")
 
     def advance(self, units: int, text: str = "") -> None:
-        if self.task is not None:
-            self.bars.update(self.task, advance=units, status=text)
+        if self.bars is not None and self.task is not None:
+            self.bars.update(self.task, advance=units, status=escape(text))
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
 
 
 @contextmanager
 def progress(quiet: bool = False) -> Iterator[BarProgress | None]:
-    """Progress bars on stderr for the duration of a command (``None`` when quiet or not rank 0)."""
+    """Progress bars for the duration of a command (``None`` when quiet or not rank 0)."""
     if quiet or RANK != 0:
         yield None
         return
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-    )
-    with RichBars(*columns, console=console, transient=False) as bars:
-        yield BarProgress(bars)
+    bars = BarProgress()
+    try:
+        yield bars
+    finally:
+        bars.close()
 
 
 def show_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str], title: str) -> None:
@@ -86,4 +94,27 @@ def print_profile(sections: Mapping[str, float], total: float, rate: float, unit
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """``warnings.showwarning`` replacement: the message alone, on one line."""
-    console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    text = message.for_cli() if hasattr(message, "for_cli") else str(message)
+    console.print(f"[yellow]warning:[/yellow] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def print_error(message: str, rank: int = RANK) -> None:
+    """One ``error:`` line on stderr, from every torchrun process (one may fail alone, e.g. without a GPU)."""
+    where = console if rank == 0 else Console(stderr=True)
+    where.print(f"[red]{f'rank {rank}: ' if rank else ''}error:[/red] {escape(message)}", highlight=False,
+                soft_wrap=True)
+
+
+def report_bug(version: str) -> None:
+    """The traceback of the exception being handled, then one line asking for a bug report (plain writes to
+    stderr, so that reporting can never raise a second traceback)."""
+    import sys
+    import traceback
+
+    try:
+        traceback.print_exc()
+        sys.stderr.write(f"this is a bug in smoothbench {version}: please report it with the command you ran and "
+                         "the traceback above\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001  (stderr itself failed: nothing left to tell)
+        pass

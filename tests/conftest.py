@@ -108,6 +108,19 @@ def train_config(**settings):
     return TrainConfig(model=ModelSpec(model.pop("arch", "resnet18"), **model), **settings)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (needs the right to mount: root on most CI machines); skipped, saying so, without it."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({done.stderr.strip() or 'not permitted'})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
 class RecordingProgress:
     """A :class:`smoothbench.progress.Progress` that records what it is told: ``starts`` (total, title) and
     ``advances`` (units, text); ``on_advance(units, text)``, if given, runs on every advance (e.g. to kill)."""

@@ -96,9 +96,10 @@ def test_cifar10_shared_copy_loads_with_md5_warning():
 
 
 def test_missing_cifar_folder_says_how_to_get_it(tmp_path):
-    with pytest.raises(UserError, match="--download") as info:
+    with pytest.raises(UserError, match="use download to fetch the official archive") as info:
         get_dataset("cifar100", tmp_path, "train")
     assert "cifar-100-python" in str(info.value) and str(tmp_path) in str(info.value)
+    assert "use --download to fetch" in info.value.for_cli()  # the command line names the flag
 
 
 FAKE = {  # name → (folder, batch files, meta file, label key, class-names key); as in the official archives
@@ -410,3 +411,14 @@ def test_device_helpers():
     x = torch.randn(2, 3, 5, 5)
     assert to_channels_last(x, False) is x
     assert to_channels_last(x, True).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_labels_must_be_integer_class_indices_and_errors_name_the_file():
+    from smoothbench.data.cifar import checked_labels
+
+    assert checked_labels([3, 0, 9], 10, "f").dtype == np.int64
+    for labels, message in (([0.0, 1.0], "holds float64 values labels"), ([["a"]], "holds 2-D <U1 labels"),
+                            ([0, 10], "holds labels in 0..10, outside the 10 classes 0..9"),
+                            ([-1, 2], "holds labels in -1..2, outside")):
+        with pytest.raises(UserError, match=f"^batch.bin {message}"):
+            checked_labels(labels, 10, "batch.bin")

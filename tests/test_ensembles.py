@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -60,8 +61,13 @@ def test_results_do_not_depend_on_batch_size_or_chunking(source):
     model = tiny()
     a = predict([model], source, [1, 7], seed=11, batch_size=24, mc_chunk=7, device=CPU)
     b = predict([model], source, [1, 7], seed=11, batch_size=5, mc_chunk=2, device=CPU)
-    for k in (1, 7):
-        np.testing.assert_allclose(a.probs[k], b.probs[k], atol=1e-5)
+    for k in (1, 7):  # the same numbers to the last bit: the sums run one sample at a time in every chunking
+        np.testing.assert_array_equal(a.probs[k], b.probs[k])
+    members = [model, tiny(seed=5)]
+    deep = [predict(members, source, [1, 2], mc_samples=3, seed=2, batch_size=size, mc_chunk=chunk, device=CPU)
+            for size, chunk in ((24, 3), (7, 1), (5, 2))]
+    for other in deep[1:]:
+        np.testing.assert_array_equal(other.probs[2], deep[0].probs[2])
     c = predict([model], source, [7], seed=12, batch_size=24, mc_chunk=7, device=CPU)
     assert not np.allclose(a.probs[7], c.probs[7])  # another seed, other masks
 
@@ -132,3 +138,17 @@ def test_compiled_predict_equals_eager(source):
     for k in (1, 3):
         np.testing.assert_allclose(compiled.probs[k], eager.probs[k], atol=1e-5)
     assert np.abs(compiled.probs[3] - compiled.probs[1]).max() > 1e-3  # 100x the tolerance: the samples differ
+
+
+def test_long_runs_say_their_planned_work(source, monkeypatch):
+    """A pass the second batch projects past the limit says how many forwards it plans (the limit lowered to 0)."""
+    import smoothbench.evaluation.ensembles as ensembles
+
+    monkeypatch.setattr(ensembles, "LONG_RUN_SECONDS", -1.0)
+    with pytest.warns(ensembles.LongRunWarning, match=r"a long run: 480 sample-forwards \(24 images x 20 each\)"):
+        predict([tiny()], source, [1, 20], batch_size=8, device=CPU)
+    monkeypatch.setattr(ensembles, "LONG_RUN_SECONDS", 1e9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ensembles.LongRunWarning)
+        predict([tiny()], source, [1, 20], batch_size=8, device=CPU)  # a short run says nothing
+    assert ensembles.duration(3 * 3600 + 20 * 60 + 5) == "3 h 20 min" and ensembles.duration(45) == "45 s"

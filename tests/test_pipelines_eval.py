@@ -85,3 +85,37 @@ def test_real_cifar10_train_and_eval(trained_cifar10_mcdo, cifar10_dir, tmp_path
     assert len(rows) == 2 and set(rows.dataset) == {"cifar10"}
     assert (rows.acc > 0.25).all(), rows.acc  # chance is 0.10
     assert (rows.nll < 2.3).all()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_results(trained_synthetic_mcdo, small_disk):
+    out = small_disk / "eval.csv"
+    run_cli("eval", trained_synthetic_mcdo, "--subset", "20", "--out", out, "--quiet")
+    before = out.read_bytes()
+    free = __import__("os").statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"x" * (free.f_bavail * free.f_frsize - 512))  # leave less than a file
+    proc = run_cli("eval", trained_synthetic_mcdo, "--subset", "20", "--ensembles", "1,2", "--out", out, "--quiet",
+                   check=False)
+    assert_one_line_error(proc, "the disk is full")
+    assert "the previous file is kept" in proc.stderr and out.read_bytes() == before
+
+
+def test_a_name_that_cannot_be_encoded_is_one_line(trained_synthetic_mcdo, tmp_path):
+    """A run folder whose name is not valid UTF-8 (a byte 0xff) ends up in the rows' model column."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    odd = os.path.join(os.fsencode(tmp_path), b"run-\xff")
+    shutil.copytree(os.fsencode(trained_synthetic_mcdo), odd)
+    proc = subprocess.run([os.fsencode(sys.executable), b"-m", b"smoothbench", b"eval", odd, b"--subset", b"20",
+                           b"--out", os.fsencode(tmp_path / "eval.csv"), b"--quiet"], capture_output=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 2 and "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        "error: a name or path cannot be encoded or decoded as UTF-8 (surrogates not allowed); rename it with plain "
+        "characters and run again"]
+    assert not (tmp_path / "eval.csv").exists()

@@ -11,9 +11,10 @@ import pytest
 
 from corruption_data import MODEL
 from smoothbench.errors import UserError
-from smoothbench.results.store import done_keys, read_results, row_key, write_rows
+from smoothbench.results.store import (MalformedRowWarning, done_keys, read_results, read_table, row_key,
+                                       write_rows)
 from smoothbench.results.summaries import per_corruption_table, summarize_corruptions
-from smoothbench.schema import CORRUPTION_ROW_KEY, SUMMARY_ROW_KEY
+from smoothbench.schema import CORRUPTION_ROW_KEY, EVAL_ROW_KEY, SUMMARY_ROW_KEY
 
 KEYS = ("model", "ensemble_size", "subset")
 
@@ -56,7 +57,8 @@ def test_write_rows_is_atomic_when_writing_fails(tmp_path):
         with pytest.raises((RuntimeError, TypeError), match="boom|cannot write a Unprintable"):
             write_rows(path, bad, key_columns=KEYS)
         assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.json"]  # no temp files left
+    # no temp files left; the lock sidecars stay (removing a lock file another writer holds is a race)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.csv.lock", ".out.json.lock", "out.csv", "out.json"]
 
 
 def test_write_rows_refuses_a_foreign_file(tmp_path):
@@ -122,3 +124,114 @@ def test_read_results_over_folders_matches_reading_the_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no smoothbench result tables"):
         read_results(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# concurrent writers, cut rows, whole numbers
+_WRITER = """
+import sys
+from smoothbench.results.store import write_rows
+path, writer, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for i in range(count):
+    write_rows(path, [{"model": f"w{writer}", "ensemble_size": i + 1, "subset": "", "acc": 0.5}],
+               key_columns=("model", "ensemble_size", "subset"))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_writers_end_with_the_union_of_their_rows(tmp_path):
+    """Six real processes append 25 rows each, one read-merge-replace at a time, to one file at once."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    path = tmp_path / "shared.csv"
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(w), "25"], env=env)
+               for w in range(6)]
+    assert [w.wait(timeout=300) for w in writers] == [0] * 6
+    table = pd.read_csv(path)
+    assert len(table) == 150 and not table.duplicated(["model", "ensemble_size"]).any()
+    assert sorted(table.groupby("model").size().tolist()) == [25] * 6
+
+
+def test_a_cut_last_line_is_left_out_with_a_warning_and_dropped_on_rewrite(tmp_path):
+    path = tmp_path / "eval.csv"
+    rows = [{"model": "a", "ensemble_size": k, "subset": "", "seed": 7, "acc": 0.5 + k / 100} for k in (1, 2, 3)]
+    write_rows(path, rows, key_columns=KEYS)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: whole.rindex(b"\n", 0, len(whole) - 1) + 8])  # a crash in the middle of row 3
+    with pytest.warns(MalformedRowWarning, match=r"eval\.csv line 4: .*the row is left out"):
+        table = read_results(path)
+    assert table["ensemble_size"].tolist() == [1, 2]
+    with pytest.warns(MalformedRowWarning):
+        write_rows(path, [rows[0] | {"acc": 0.9}], key_columns=KEYS)
+    assert pd.read_csv(path)["ensemble_size"].tolist() == [1, 2]  # the cut row is gone, not kept as data
+    # a row whose fields are all there but are not a measurement is left out too
+    path.write_text("model,ensemble_size,subset,seed,acc\na,1,,7,0.5\n,2,,7,0.6\nb,2.5,,7,0.6\nc,3,,7,high\n")
+    with pytest.warns(MalformedRowWarning) as caught:
+        table = read_results(path)
+    assert table["model"].tolist() == ["a"]
+    assert [str(w.message).split(": ", 1)[1] for w in caught] == [
+        "model is empty; the row is left out", "ensemble_size is '2.5', not a whole number; the row is left out",
+        "acc is 'high', not a number; the row is left out"]
+
+
+def test_a_cut_json_table_is_refused_untouched(tmp_path):
+    path = tmp_path / "eval.json"
+    write_rows(path, [{"model": "a", "ensemble_size": 1, "subset": "", "acc": 0.5}], key_columns=KEYS)
+    path.write_text(path.read_text()[:-10])
+    before = path.read_bytes()
+    with pytest.raises(UserError, match=r"eval\.json is not a readable smoothbench json table"):
+        write_rows(path, [{"model": "b", "ensemble_size": 1, "subset": "", "acc": 0.5}], key_columns=KEYS)
+    assert path.read_bytes() == before
+
+
+def test_whole_numbers_stay_whole_through_rewrites(tmp_path):
+    """Columns of whole numbers with empty cells (``corruption_seed`` of clean rows) used to come back as
+    ``0.0`` after a rewrite; they stay ``0``."""
+    path = tmp_path / "sweep.csv"
+    clean = {"model": "m", "ensemble_size": 1, "subset": 20, "seed": 7, "n_images": 20, "ece_bins": 15,
+             "corruption": "clean", "severity": 0, "corruption_seed": "", "acc": 0.5}
+    cell = clean | {"corruption": "fog", "severity": 3, "corruption_seed": 0}
+    for rows in ([clean], [cell], [cell | {"acc": 0.4}]):
+        write_rows(path, rows, key_columns=CORRUPTION_ROW_KEY)
+    text = [line.split(",")[:10] for line in path.read_text().splitlines()]  # then the empty key columns
+    assert text[1:] == [["m", "1", "20", "7", "20", "15", "clean", "0", "", "0.5"],
+                        ["m", "1", "20", "7", "20", "15", "fog", "3", "0", "0.4"]]
+    table = read_results(path)
+    assert str(table["seed"].dtype) == "Int64" and table["corruption_seed"].isna().tolist() == [True, False]
+
+
+def test_settings_that_change_numbers_are_part_of_the_key(tmp_path):
+    """Rows of another seed, ECE binning or precision coexist; the same settings replace their own row."""
+    path = tmp_path / "eval.csv"
+    row = {"model": "m", "checkpoint_sha256": "ab", "dataset": "cifar10", "split": "test", "ensemble_size": 1,
+           "members": 1, "mc_samples": 1, "subset": "", "seed": 0, "precision": "fp32", "ece_mode": "standard",
+           "ece_bins": 15, "acc": 0.9, "ece": 0.05}
+    variants = [row, row | {"ece_mode": "reference", "ece_bins": 10, "ece": 0.04}, row | {"seed": 1},
+                row | {"precision": "bf16"}]
+    for variant in variants:
+        write_rows(path, [variant], key_columns=EVAL_ROW_KEY)
+    write_rows(path, [row | {"acc": 0.91}], key_columns=EVAL_ROW_KEY)
+    table = pd.read_csv(path)
+    assert len(table) == 4 and table["acc"].tolist() == [0.91, 0.9, 0.9, 0.9]
+    assert table["ece"].tolist() == [0.05, 0.04, 0.05, 0.05]
+
+
+def test_results_files_of_version_0_1_0_keep_loading_with_their_rows(tmp_path):
+    """Files written by 0.1.0 (kept as they were) read back whole and take new rows by key."""
+    from pathlib import Path
+
+    from smoothbench.schema import CONSISTENCY_ROW_KEY
+
+    golden = Path(__file__).parent / "golden" / "written_by_0.1.0"
+    for name, key in (("eval.csv", EVAL_ROW_KEY), ("corrupt.csv", CORRUPTION_ROW_KEY),
+                      ("corrupt_summary.csv", SUMMARY_ROW_KEY), ("consistency.csv", CONSISTENCY_ROW_KEY)):
+        copy = tmp_path / name
+        copy.write_bytes((golden / name).read_bytes())
+        before = pd.read_csv(copy)
+        assert len(read_table(copy)) == len(before)
+        write_rows(copy, before.iloc[:1], key_columns=key)  # a rerun of one row replaces it in place
+        assert len(pd.read_csv(copy)) == len(before)

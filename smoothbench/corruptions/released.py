@@ -27,9 +27,10 @@ import numpy as np
 
 from smoothbench.corruptions.registry import CANONICAL_NAMES
 from smoothbench.data import ImageFolderSource, ResidentImages
+from smoothbench.data.cifar import checked_labels
 from smoothbench.data.download import md5_file
 from smoothbench.data.subset import first_indices
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 
 SEVERITIES = (1, 2, 3, 4, 5)
 #: Written by smoothbench's make-c writers into every folder they fill.
@@ -146,12 +147,13 @@ def verify_cifar_c_file(path: Path, dataset: str, md5s: Mapping[str, str] | None
     table = CIFAR_C_MD5[dataset] if md5s is None else md5s
     expected = table.get(path.name)
     if expected is None:
-        raise UserError(f"{path.name} has no published md5 for {dataset}-C; load it with verify=False")
+        raise UserError(f"{path.name} has no published md5 for {dataset}-C; load it without the check "
+                        f"({param('verify', api='verify=False', cli='--no-verify')})")
     digest = _file_md5(path)
     if digest != expected:
         raise UserError(
             f"{path} is corrupt or not the released file (md5 {digest}, expected {expected}); download it again "
-            "(or load it with verify=False if you made it yourself)"
+            f"(or skip the check with {param('verify', api='verify=False', cli='--no-verify')} if you made it yourself)"
         )
 
 
@@ -213,11 +215,7 @@ def load_cifar_c(
     rows = first_indices(block, subset, f"{dataset}-C") if subset is not None else np.arange(block)
     start = block * (severity - 1)
     sl = slice(start, start + len(rows))
-    block_labels = np.asarray(labels[sl], dtype=np.int64)
-    if block_labels.min(initial=0) < 0 or block_labels.max(initial=0) >= len(classes):
-        raise UserError(
-            f"{labels_path} holds labels outside 0..{len(classes) - 1}: it is not a {dataset}-C labels file"
-        )
+    block_labels = checked_labels(np.asarray(labels[sl]), len(classes), labels_path)
     source = "generated" if generated else "released"
     return ResidentImages.from_numpy(dataset, "test", np.asarray(images[sl]), block_labels, classes, source=source)
 

@@ -14,7 +14,7 @@ from smoothbench.data.download import download_and_extract, md5_file
 from smoothbench.progress import Progress
 from smoothbench.data.resident import ResidentImages
 from smoothbench.data.unpickle import load_pickle
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def download_cifar(
     download_and_extract(url or layout.url, data_dir, md5 or layout.archive_md5, progress)
 
 
-def _read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     batch = load_pickle(path)
     data = batch.get(b"data") if isinstance(batch, dict) else None
     labels = batch.get(label_key) if isinstance(batch, dict) else None
@@ -85,7 +85,20 @@ def _read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"{path} is not a CIFAR batch (no uint8 [N, 3072] 'data'); replace it with the official file")
     if labels is None or len(labels) != len(data):
         raise UserError(f"{path} has no {label_key.decode()} list matching its images; replace it with the official file")
-    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+    return data.reshape(-1, 3, 32, 32), checked_labels(labels, num_classes, path)
+
+
+def checked_labels(labels: object, num_classes: int, path: str | os.PathLike) -> np.ndarray:
+    """``labels`` as int64 if every one is an integer class index in ``0..num_classes - 1``; otherwise a
+    UserError naming the file ``path`` they came from."""
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        kind = f"{array.ndim}-D {array.dtype}" if array.ndim != 1 else f"{array.dtype} values"
+        raise UserError(f"{path} holds {kind} labels, not integer class indices; replace it with a correct file")
+    if len(array) and (array.min() < 0 or array.max() >= num_classes):
+        raise UserError(f"{path} holds labels in {array.min()}..{array.max()}, outside the {num_classes} classes "
+                        f"0..{num_classes - 1}; replace it with a correct file")
+    return array.astype(np.int64, copy=False)
 
 
 def load_cifar(
@@ -107,7 +120,7 @@ def load_cifar(
             raise UserError(f"the downloaded {name} archive has no {missing[0]}; check the URL or copy the folder by hand")
     if missing:
         raise UserError(
-            f"{name} not found: {missing[0]} is missing; pass --download to fetch the official archive, or copy "
+            f"{name} not found: {missing[0]} is missing; use {param('download')} to fetch the official archive, or copy "
             f"the official {layout.folder}/ folder into {data_dir}"
         )
     differs = [f for f, md5 in layout.files[split] if md5_file(folder / f) != md5]
@@ -117,12 +130,12 @@ def load_cifar(
             "results may not match published numbers",
             stacklevel=3,
         )
-    parts = [_read_batch(folder / f, layout.label_key) for f, _ in layout.files[split]]
-    images = np.concatenate([p[0] for p in parts])
-    labels = np.concatenate([p[1] for p in parts])
     meta = load_pickle(folder / layout.meta_file)
     names = meta.get(layout.names_key, []) if isinstance(meta, dict) else []
     classes = [c.decode() if isinstance(c, bytes) else str(c) for c in names]
-    if len(classes) == 0 or labels.min() < 0 or labels.max() >= len(classes):
+    if len(classes) == 0:
         raise UserError(f"{folder / layout.meta_file} does not list the {name} class names; replace it with the official file")
+    parts = [_read_batch(folder / f, layout.label_key, len(classes)) for f, _ in layout.files[split]]
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
     return ResidentImages(name, split, torch.from_numpy(images), torch.from_numpy(labels), classes, source="clean")

@@ -10,7 +10,7 @@ from smoothbench.data.imagenet import ImageFolderSource
 from smoothbench.data.info import DATASETS, SPLITS
 from smoothbench.data.resident import ResidentImages
 from smoothbench.data.synthetic import default_synthetic
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 from smoothbench.progress import Progress
 
 IMAGENET_FOLDERS = {"train": "train", "test": "val"}
@@ -45,14 +45,14 @@ def get_dataset(
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: use train or test")
     if name != "synthetic" and data_dir is None:
-        raise UserError(f"{name} needs a data folder: pass --data-dir (see data/README.md)")
+        raise UserError(f"{name} needs a data folder: give {param('data_dir')} (see data/README.md)")
     if name in CIFAR:
         source = load_cifar(name, data_dir, split, download=download, progress=progress)
     elif name == "imagenet":
         folder = Path(data_dir) / IMAGENET_FOLDERS[split]
         if not folder.is_dir():
             raise UserError(
-                f"ImageNet folder {folder} not found; --download covers CIFAR only: put the ImageNet train/ and val/ "
+                f"ImageNet folder {folder} not found; {param('download')} covers CIFAR only: put the ImageNet train/ and val/ "
                 f"WNID folders under {data_dir} (see data/README.md)"
             )
         source = ImageFolderSource(name, split, folder, workers=workers)

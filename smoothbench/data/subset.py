@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
 
 
 def check_subset(n: int, total: int, what: str) -> None:
     """UserError unless ``1 <= n <= total``."""
     if n < 1 or n > total:
-        raise UserError(f"--subset {n} is out of range: {what} has {total} images; use 1..{total}")
+        raise UserError(f"{param('subset')} {n} is out of range: {what} has {total} images; use 1..{total}")
 
 
 def first_indices(total: int, n: int, what: str) -> np.ndarray:
@@ -36,7 +36,8 @@ def stratified_indices(labels: np.ndarray, n: int, num_classes: int, seed: int, 
         want = base + (1 if cls < extra else 0)
         if want > len(rows):
             raise UserError(
-                f"--subset {n} needs {want} images of class {cls} but {what} has only {len(rows)}; use a smaller --subset"
+                f"{param('subset')} {n} needs {want} images of class {cls} but {what} has only {len(rows)}; use a smaller "
+                f"{param('subset')}"
             )
         chosen.append(rng.choice(rows, size=want, replace=False))
     return np.sort(np.concatenate(chosen)).astype(np.int64)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from typing import Callable, Sequence
 
 import numpy as np
 
 from smoothbench.consistency import PerturbationMeter, is_noise_perturbation, seed_stability, size_consistency
+from smoothbench.evaluation.ensembles import announce_long_run
 from smoothbench.evaluation.members import Members
 from smoothbench.evaluation.scoring import Row, predict_with, provenance, size_columns
 from smoothbench.evaluation.settings import EvalSettings
@@ -63,7 +66,8 @@ def perturbation_rows(
 
     head = {**members.columns(), "dataset": "cifar10-p", "split": "test", "kind": "perturbation"}
     rows = []
-    for name in perturbations:
+    pace_start, announced = time.perf_counter(), False
+    for position, name in enumerate(perturbations):
         sequences = frames_of(name)
         n, t = sequences.shape[:2]
         if settings.subset is not None:
@@ -76,7 +80,12 @@ def perturbation_rows(
             labels = np.zeros(len(chunk), dtype=np.int64)  # CIFAR-10-P has no labels; consistency needs none
             source = ResidentImages.from_numpy(f"cifar10-p/{name}", "test", chunk, labels,
                                                [str(i) for i in range(members.spec.num_classes)], source=source_kind)
-            predictions = predict_with(settings, members.models, source, index_offset=start * t)
+            predictions = predict_with(settings, members.models, source, index_offset=start * t, announce=False)
+            if not announced:  # the first chunk tells the pace of the rest
+                chunks = math.ceil(n / chunk_sequences) * (len(perturbations) - position)
+                announce_long_run((time.perf_counter() - pace_start) * chunks, predictions.sample_forwards * chunks,
+                                  len(source) * chunks)
+                announced = True
             for k in settings.ensembles:
                 meters[k].update(predictions.probs[k].reshape(stop - start, t, -1))
             digest.update(chunk.tobytes())

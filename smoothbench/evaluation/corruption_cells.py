@@ -10,11 +10,14 @@ are computed shard by shard too (each image's draws depend on its position only)
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from smoothbench import distributed
 from smoothbench.errors import UserError, param
+from smoothbench.evaluation.ensembles import announce_long_run
 from smoothbench.evaluation.members import Members
 from smoothbench.evaluation.scoring import Profile, Row, evaluate, size_columns
 from smoothbench.evaluation.settings import EvalSettings
@@ -36,7 +39,8 @@ class CorruptionSweep:
     ``generate`` corrupts the clean test set on the fly with smoothbench's engine (``corruption_seed``);
     ``corruptions``: ``common`` (15), ``extra`` (4), ``all`` (19), comma-separated names or a list;
     ``severities``: a list or comma-separated numbers in 1..5;
-    ``imagenet_c_transform``: ``hendrycks`` (centre crop 224) or ``paper`` (resize 256 + crop 224).
+    ``imagenet_c_transform``: ``hendrycks`` (centre crop 224) or ``paper`` (resize 256 + crop 224);
+    ``verify``: check released CIFAR-C files against their published MD5s (off for sets you made yourself).
     """
 
     dataset: str
@@ -49,6 +53,7 @@ class CorruptionSweep:
     imagenet_c_transform: str = "hendrycks"
     frost_dir: str | None = None
     include_clean: bool = True
+    verify: bool = True
 
     def __post_init__(self) -> None:
         self.corruptions = corruption_names(self.corruptions)
@@ -126,6 +131,7 @@ class _CellSources:
     def __init__(self, sweep: CorruptionSweep, settings: EvalSettings) -> None:
         self.sweep, self.settings = sweep, settings
         self._clean = None
+        self._labels_checked = False
 
     def clean(self):
         if self._clean is None:
@@ -160,7 +166,25 @@ class _CellSources:
                                    subset=settings.subset)
         from smoothbench.corruptions.released import load_cifar_c
 
-        return load_cifar_c(sweep.data_dir, corruption, severity, dataset=sweep.clean_dataset, subset=settings.subset)
+        cell = load_cifar_c(sweep.data_dir, corruption, severity, dataset=sweep.clean_dataset,
+                            subset=settings.subset, verify=sweep.verify)
+        if sweep.clean_data_dir is not None:
+            self._check_labels(cell)
+        return cell
+
+    def _check_labels(self, cell) -> None:
+        """Warn (once) when a corrupted set's labels are not the clean test set's, image for image."""
+        if self._labels_checked:
+            return
+        self._labels_checked = True
+        clean = self.clean().labels.cpu()
+        labels = cell.labels.cpu()
+        if len(labels) != len(clean) or not bool((labels == clean).all()):
+            wrong = int((labels != clean).sum()) if len(labels) == len(clean) else len(labels)
+            warnings.warn(f"the labels of {self.sweep.data_dir} ({self.sweep.dataset}) differ from the clean "
+                          f"{self.sweep.clean_dataset} test labels ({wrong} of {len(clean)} images): its images "
+                          "are probably in another order or from another set, so its rows do not measure the "
+                          "same images as the clean row", stacklevel=2)
 
 
 def corruption_sweep(
@@ -188,22 +212,30 @@ def corruption_sweep(
     files_origin = sweep.files_origin()
     sizes = size_columns(settings.ensembles, len(members.models), settings.mc_samples)
     all_rows: list[Row] = []
-    for corruption, severity in sweep.cells():
+    cells = sweep.cells()
+    announced = False
+    for position, (corruption, severity) in enumerate(cells):
         if sweep.include_clean and severity == 0 and not sweep.generate and sweep.clean_data_dir is None:
             continue  # released sweep without the clean folder: no severity-0 row
         origin = "clean" if severity == 0 else files_origin
         context = {"dataset": sweep.dataset, "split": "test", "corruption": corruption, "severity": severity,
-                   "corruption_params": sweep.params, "source": origin}
+                   "corruption_params": sweep.params, "source": origin,
+                   "corruption_seed": sweep.corruption_seed if origin == "generated" else ""}
         probe = {**members.columns(), **context}
         if all(store.row_key({**probe, **size}, CORRUPTION_ROW_KEY, settings) in done for size in sizes):
             if progress is not None:
                 progress.advance(0, f"{corruption} {severity}: done")
             continue
+        cell_start = time.perf_counter()
         with profile.section("data"):
             source = sources.cell(corruption, severity)
         members.check_dataset(sweep.clean_dataset, source.num_classes)
-        context["corruption_seed"] = sweep.corruption_seed if origin == "generated" else ""
-        rows, predictions = evaluate(members, source, settings, context=context)
+        rows, predictions = evaluate(members, source, settings, context=context, announce=False)
+        if not announced:  # the first cell computed tells the pace of the rest
+            left = len(cells) - position
+            announce_long_run((time.perf_counter() - cell_start) * left, predictions.sample_forwards * left,
+                              len(source) * left)
+            announced = True
         profile.add_predictions(predictions)
         with profile.section("io"):
             if distributed.is_main_process():

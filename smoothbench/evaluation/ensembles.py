@@ -16,6 +16,9 @@ Definitions (the paper's, paper.md §2):
 
 from __future__ import annotations
 
+import math
+import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -24,7 +27,7 @@ import torch
 
 from smoothbench import distributed
 from smoothbench.device import autocast
-from smoothbench.errors import UserError, param
+from smoothbench.errors import SettingsWarning, UserError, param
 from smoothbench.models.layers import mc_row_keys
 from smoothbench.timing import SectionTimer
 from smoothbench.progress import Progress
@@ -50,6 +53,50 @@ class EnsemblePredictions:
         (``forwards`` counts batch passes instead)."""
         per_image = max(self.sizes) * (1 if self.members == 1 else self.mc_samples)
         return len(self.labels) * per_image
+
+
+#: A pass projected to take longer than this (seconds) is announced (:class:`LongRunWarning`).
+LONG_RUN_SECONDS = 120.0
+
+
+class LongRunWarning(SettingsWarning):
+    """An evaluation will take long: the planned forwards and the time the first batches project."""
+
+
+def duration(seconds: float) -> str:
+    """``3 h 20 min``, ``12 min``, ``45 s``."""
+    minutes = int(seconds // 60)
+    if minutes >= 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes} min" if minutes else f"{int(seconds)} s"
+
+
+def announce_long_run(seconds: float, forwards: int, images: int) -> None:
+    """Warn (:class:`LongRunWarning`) when ``seconds`` projected for ``forwards`` sample-forwards over ``images``
+    images exceed :data:`LONG_RUN_SECONDS`."""
+    if seconds > LONG_RUN_SECONDS:
+        warnings.warn(LongRunWarning(
+            f"a long run: {forwards:,} sample-forwards ({images:,} images x {forwards // max(images, 1):,} "
+            f"each), about {duration(seconds)} at the pace of the first batches; fewer {param('ensembles')}, a "
+            f"{param('subset')} or a GPU make it shorter"), stacklevel=3)
+
+
+class _Pace:
+    """Times the second batch of a pass (the first may compile or warm caches) and projects the whole pass."""
+
+    def __init__(self, batches: int, forwards: int, images: int, device: torch.device) -> None:
+        self.batches, self.forwards, self.images, self.device = batches, forwards, images, device
+        self.seen, self.start = 0, 0.0
+
+    def batch_started(self) -> None:
+        self.seen += 1
+        if self.seen in (2, 3) and self.batches > 2:
+            if self.device.type == "cuda":  # once per pass: the queued kernels of the timed batch must finish
+                torch.cuda.synchronize(self.device)
+            now = time.perf_counter()
+            if self.seen == 3:
+                announce_long_run((now - self.start) * self.batches, self.forwards, self.images)
+            self.start = now
 
 
 def parse_sizes(text: str | Sequence[int]) -> list[int]:
@@ -148,6 +195,7 @@ def predict(
     progress: Progress | None = None,
     profile: bool = False,
     compile: bool = False,
+    announce: bool = True,
 ) -> EnsemblePredictions:
     """Averaged probabilities of ``models`` on every image of ``source`` at each requested size.
 
@@ -160,7 +208,9 @@ def predict(
     must call this (it is collective): each predicts its shard and all get every image's probabilities.
     ``compile`` runs every forward through ``torch.compile(model)`` (wrapped once per call; the first batch
     compiles, and a new input shape such as a smaller last batch or MC chunk compiles once more); results
-    equal the eager ones up to float rounding.
+    equal the eager ones up to float rounding. ``announce``: when the pace of the second batch projects more
+    than :data:`LONG_RUN_SECONDS`, say the planned work with a :class:`LongRunWarning` (callers that run many
+    such passes, like sweeps, announce once themselves).
     """
     sizes = parse_sizes(sizes)
     members, per_member = check_plan(models, sizes, mc_samples)
@@ -178,6 +228,7 @@ def predict(
     stochastic = [m.spec.method == "mcdo" and m.spec.dropout_rate > 0 for m in models]
     runners = [torch.compile(m) if compile else m for m in models]  # MC state and keys stay on the plain module
     steps = max(sizes)  # the running sum advances once per step: an MC sample, or a member
+    wanted = set(sizes)
     # Under torchrun each process predicts its contiguous shard (MC keys use positions in the whole
     # source) and the shards are gathered at the end, so every process returns all images.
     shard, first = distributed.shard_source(source)
@@ -192,7 +243,11 @@ def predict(
         for model, mc in zip(models, stochastic):
             model.mc(mc)
         batches = shard.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last)
+        pace = _Pace(math.ceil(len(shard) / batch_size), len(source) * steps * (per_member if members > 1 else 1),
+                     len(source), device) if announce else None
         for x, y, idx in timer.iterate(batches, "data"):
+            if pace is not None:
+                pace.batch_started()
             forward_start = timer.now()
             rows = idx.to(device)
             idx = idx + index_offset
@@ -210,15 +265,15 @@ def predict(
                     member_sum = torch.zeros_like(running)
                     for start in range(0, per_member, mc_chunk):
                         ids = range(done * per_member + start, done * per_member + min(start + mc_chunk, per_member))
-                        member_sum += _sample_probs(models[done], runners[done], x, idx, ids, seed=seed,
-                                                    precision=precision, stochastic=stochastic[done]).sum(0)
+                        for sample in _sample_probs(models[done], runners[done], x, idx, ids, seed=seed,
+                                                    precision=precision, stochastic=stochastic[done]):
+                            member_sum += sample  # one sample at a time: the same sums for any mc_chunk
                         forwards += len(ids)
                     probs = (member_sum / per_member).unsqueeze(0)
-                cumulative = running.unsqueeze(0) + probs.cumsum(0)
-                for k in sizes:
-                    if done < k <= done + chunk:
-                        out[k][rows] = cumulative[k - done - 1] / k
-                running = cumulative[-1]
+                for step in range(chunk):  # one step at a time, so the sums do not depend on the chunking
+                    running = running + probs[step]
+                    if done + step + 1 in wanted:
+                        out[done + step + 1][rows] = running / (done + step + 1)
                 done += chunk
             timer.charge("forward", forward_start)
             if progress is not None:

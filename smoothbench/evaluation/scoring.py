@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from smoothbench import __version__, metrics
+from smoothbench.errors import UserError, param
 from smoothbench.evaluation.ensembles import EnsemblePredictions, predict
 from smoothbench.evaluation.members import Members
 from smoothbench.evaluation.settings import EvalSettings
@@ -69,30 +70,39 @@ def size_columns(sizes: Sequence[int], n_models: int, mc_samples: int | None) ->
 
 
 def score(predictions: EnsemblePredictions, settings: EvalSettings) -> list[Row]:
-    """Size and metric columns per requested ensemble size (see :func:`smoothbench.metrics.summarize`)."""
+    """Size and metric columns per requested ensemble size (see :func:`smoothbench.metrics.summarize`).
+
+    Non-finite probabilities (a forward that overflowed) are refused with one line, not scored."""
+    for size, probs in predictions.probs.items():
+        bad = int((~np.isfinite(probs)).any(axis=1).sum())
+        if bad:
+            raise UserError(f"the model gave NaN/inf probabilities for {bad} of {len(probs)} images at ensemble size "
+                            f"{size}: its forward overflowed (with {param('precision')} bf16, try fp32) or its "
+                            "inputs are broken")
     return [{**cols, **metrics.summarize(predictions.probs[cols["ensemble_size"]], predictions.labels,
                                          ece_bins=settings.ece_bins, ece_mode=settings.ece_mode)}
             for cols in size_columns(predictions.sizes, predictions.members, predictions.mc_samples)]
 
 
 def predict_with(settings: EvalSettings, models: Sequence[torch.nn.Module], source, *, seed: int | None = None,
-                 index_offset: int = 0, progress: Progress | None = None) -> EnsemblePredictions:
+                 index_offset: int = 0, progress: Progress | None = None, announce: bool = True) -> EnsemblePredictions:
     """:func:`smoothbench.evaluation.ensembles.predict` with ``settings``' sampling and speed options
     (``settings.device`` must be resolved: :meth:`EvalSettings.on_device`); ``seed`` overrides the MC seed."""
     return predict(models, source, settings.ensembles, mc_samples=settings.mc_samples,
                    seed=settings.seed if seed is None else seed, index_offset=index_offset,
                    batch_size=settings.batch_size, mc_chunk=settings.mc_chunk, device=settings.device,
                    precision=settings.precision, channels_last=settings.channels_last, progress=progress,
-                   profile=settings.profile, compile=settings.compile)
+                   profile=settings.profile, compile=settings.compile, announce=announce)
 
 
 def evaluate(members: Members, source, settings: EvalSettings, *, context: Row | None = None,
-             progress: Progress | None = None) -> tuple[list[Row], EnsemblePredictions]:
+             progress: Progress | None = None, announce: bool = True) -> tuple[list[Row], EnsemblePredictions]:
     """Predict and score ``source``: one tidy row per ensemble size, plus the predictions themselves.
 
-    ``context`` adds identifying columns (dataset, split, corruption, severity, source...).
+    ``context`` adds identifying columns (dataset, split, corruption, severity, source...); ``announce`` as
+    in :func:`~smoothbench.evaluation.ensembles.predict`.
     """
-    predictions = predict_with(settings, members.models, source, progress=progress)
+    predictions = predict_with(settings, members.models, source, progress=progress, announce=announce)
     head = {**members.columns(), **(context or {})}
     tail = provenance(settings, source, members)
     start = time.perf_counter()

@@ -23,19 +23,20 @@ from smoothbench.results.summaries import summarize_corruptions
 from smoothbench.schema import CORRUPTION_METRICS, MC_SIZE_METRICS, PERTURBATION_METRICS, ROW_METRICS, direction
 
 #: Columns that must agree for rows to be ranked together: the clean evaluation's data and ECE settings, and
-#: the corruption sweep's (``c_*``, ``source``). ``subset`` is ``full`` for the whole set; an empty value
+#: the corruption sweep's (``c_*``, ``source``), and the forward precision (bf16 and fp32 rows are not one
+#: replicate). ``subset`` is ``full`` for the whole set; an empty value
 #: means that part was not measured and conflicts with nothing.
-COMPARABILITY = ("dataset", "subset", "n_images", "data_fingerprint", "ece_mode", "ece_bins", "source", "c_subset",
-                 "c_n_images", "c_data_fingerprint")
+COMPARABILITY = ("dataset", "subset", "n_images", "data_fingerprint", "ece_mode", "ece_bins", "precision", "source",
+                 "c_subset", "c_n_images", "c_data_fingerprint")
 #: Columns that define a configuration; its seeds / checkpoints are averaged.
 CONFIG = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width")
 #: Provenance kept on every leaderboard row.
 PROVENANCE = ("smoothbench_version", "seed", "checkpoint_sha256", "data_fingerprint", "subset", "n_images", "ece_mode",
-              "ece_bins", "source", "c_subset", "c_n_images", "c_data_fingerprint")
+              "ece_bins", "precision", "source", "c_subset", "c_n_images", "c_data_fingerprint")
 #: Metrics shown in markdown / html (when present), besides the sort metric.
 SHOWN = ("acc", "nll", "ece", "brier", "cAcc", "cNLL", "cECE", "mCE", "agreement", "consistency", "flip_prob")
 
-_JOIN = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "seed")
+_JOIN = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "seed", "precision")
 _ECE = ("ece_mode", "ece_bins")
 _CORRUPTION_SIDE = ("c_subset", "c_n_images", "c_data_fingerprint")
 _EVAL_SPLITS = {"", "test", "val", "validation"}
@@ -290,8 +291,8 @@ def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int
     (:func:`smoothbench.results.summarize_corruptions` over ``corruptions``; ``mCE``, ``relative_mCE``,
     ``mCNLL``, ``mCECE`` only with a ``baseline``), ``agreement`` etc. from ``mc-size`` consistency rows at
     that size and ``consistency`` / ``flip_prob`` etc. averaged over ``perturbation`` rows. The kinds are
-    joined per run on (model, checkpoint, dataset without ``-c``/``-p``, ensemble size, seed; eval and
-    corruption rows also on ece_mode and ece_bins), so run ``eval``, ``corrupt`` and ``consistency`` with
+    joined per run on (model, checkpoint, dataset without ``-c``/``-p``, ensemble size, seed, precision; eval
+    and corruption rows also on ece_mode and ece_bins), so run ``eval``, ``corrupt`` and ``consistency`` with
     the same ``--seed``. Runs of one configuration that
     differ in seed or checkpoint are averaged (mean, sample std, ``n_seeds``). Rows that differ in a
     :data:`COMPARABILITY` column are ranked in separate groups (group 1 = the largest) with a note for

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from smoothbench.errors import UserError
-from smoothbench.fileio import atomic_open, sha256_file
+from smoothbench.errors import UserError, param
+from smoothbench.fileio import atomic_open, check_writable_folder, sha256_file
 from smoothbench.models.registry import create_model
 from smoothbench.models.spec import ModelSpec
 from smoothbench.models.store import MODEL_FILENAME, save_model, torch_load_safely
@@ -101,7 +101,7 @@ def _match_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path:
         if tuple(state[key].shape) != tuple(value.shape):
             raise UserError(f"{path}: {key!r} has shape {tuple(state[key].shape)} in the checkpoint but "
                             f"{tuple(value.shape)} in {spec.name} ({spec.num_classes} classes, {spec.stem} stem); "
-                            "check --dataset or override num_classes/stem")
+                            f"check {param('dataset')} (it sets the classes and the stem) or {param('arch')}")
     extra = next((k for k in state if k not in ours), None)
     if extra is not None:
         raise UserError(f"{path}: the checkpoint has a weight {extra!r} that {spec.name} does not have "
@@ -127,7 +127,8 @@ def import_paper_checkpoint(path: str | os.PathLike, *, dataset: str, out_dir: s
     out_dir = Path(out_dir)
     model_path = out_dir / MODEL_FILENAME
     if model_path.exists() and not force:
-        raise UserError(f"{model_path} already exists; pass --force to overwrite it or choose another folder")
+        raise UserError(f"{model_path} already exists; use {param('force')} to overwrite it or choose another folder")
+    check_writable_folder(out_dir)
     payload = _read_checkpoint(path)
     spec = _build_spec(payload["name"], dataset, overrides)
     model = create_model(spec)

@@ -82,12 +82,27 @@ def load_model_file(path: str | os.PathLike):
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{path} has a broken model spec: {err}") from None
     model = create_model(spec)
-    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise UserError(f"{path} has no state_dict of weights; it is not a complete smoothbench model file")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape: the file was written for another configuration
+        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+        raise UserError(f"{path}: its weights do not fit its spec {spec.name} ({detail.rstrip('.')}); the file is "
+                        "broken or was edited: retrain or re-export it") from None
     if missing or unexpected:
         raise UserError(
             f"{path}: weights do not match {spec.name} ({len(missing)} missing, {len(unexpected)} unexpected keys, "
             f"e.g. {(missing or unexpected)[0]})"
         )
+    import torch
+
+    broken = [k for k, v in state.items()
+              if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(v.isfinite().all())]
+    if broken:
+        raise UserError(f"{path}: the model's weights contain NaN/inf (in {len(broken)} tensors, e.g. {broken[0]}); "
+                        "the training diverged or the file is damaged: retrain or take an earlier checkpoint")
     model.eval()
     model.mc(False)
     model.checkpoint_sha256 = sha256_file(path)

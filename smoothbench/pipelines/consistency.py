@@ -17,7 +17,8 @@ from smoothbench.evaluation.consistency_rows import perturbation_rows, size_cons
 from smoothbench.evaluation.members import load_members
 from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.progress import Progress
-from smoothbench.results.store import write_rows
+from smoothbench.fileio import check_writable_folder
+from smoothbench.results.store import check_results_file, write_rows
 from smoothbench.schema import CONSISTENCY_ROW_KEY, PERTURBATIONS
 
 PathLike = str | os.PathLike
@@ -71,7 +72,11 @@ class ConsistencyResult:
 
 
 def run_consistency(request: ConsistencyRequest, *, progress: Progress | None = None) -> ConsistencyResult:
-    """Ensemble-size consistency (and CIFAR-10-P consistency if asked), written to ``request.out``."""
+    """Ensemble-size consistency (and CIFAR-10-P consistency if asked), written to ``request.out`` (checked
+    before any work, as the plot folder)."""
+    check_results_file(request.out, CONSISTENCY_ROW_KEY)
+    if request.plot is not None:
+        check_writable_folder(request.plot)
     settings = request.settings.on_device()
     members = load_members(request.models)
     name = request.dataset or members.spec.dataset

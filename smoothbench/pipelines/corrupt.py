@@ -17,9 +17,10 @@ from smoothbench.evaluation.scoring import Profile
 from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.progress import Progress
 from smoothbench.results.baselines import load_baseline
-from smoothbench.results.store import read_results, write_rows
+from smoothbench.fileio import check_writable_folder
+from smoothbench.results.store import check_results_file, read_results, write_rows
 from smoothbench.results.summaries import summarize_corruptions
-from smoothbench.schema import SUMMARY_ROW_KEY
+from smoothbench.schema import CORRUPTION_ROW_KEY, SUMMARY_ROW_KEY
 
 PathLike = str | os.PathLike
 
@@ -64,7 +65,12 @@ class SweepResult:
 
 def run_corruption_sweep(request: SweepRequest, *, progress: Progress | None = None) -> SweepResult:
     """Evaluate every cell not yet in ``request.out``, then summarise the model's cells (cAcc, cNLL, cECE,
-    cBrier; mCE, relative mCE, mCNLL, mCECE against a baseline) into the summary file."""
+    cBrier; mCE, relative mCE, mCNLL, mCECE against a baseline) into the summary file. Every output is
+    checked before any work."""
+    check_results_file(request.out, CORRUPTION_ROW_KEY)
+    check_results_file(request.summary_path, SUMMARY_ROW_KEY)
+    if request.plot is not None:
+        check_writable_folder(request.plot)
     settings = request.settings.on_device()
     baseline = load_baseline(request.baseline) if request.baseline is not None else None
     members = load_members(request.models)

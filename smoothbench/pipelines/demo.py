@@ -15,6 +15,7 @@ import pandas as pd
 
 from smoothbench.evaluation.corruption_cells import CorruptionSweep
 from smoothbench.evaluation.settings import EvalSettings
+from smoothbench.fileio import check_writable_folder
 from smoothbench.models.spec import ModelSpec
 from smoothbench.pipelines.consistency import ConsistencyRequest, run_consistency
 from smoothbench.pipelines.corrupt import SweepRequest, run_corruption_sweep
@@ -56,6 +57,7 @@ class DemoResult:
 def run_demo(settings: DemoSettings, *, progress: Progress | None = None) -> DemoResult:
     """Run the whole pipeline (a finished model is reused unless ``force``); ``progress`` sees every phase."""
     out = Path(settings.out)
+    check_writable_folder(out)
     files = {"eval": out / "eval.csv", "corrupt": out / "corrupt.csv", "corrupt_summary": out / "corrupt_summary.csv",
              "consistency": out / "consistency.csv", "leaderboard": out / "leaderboard.md"}
     train_rows, evals, summaries, consistency = [], [], [], []

@@ -17,9 +17,9 @@ from smoothbench.evaluation.ensembles import EnsemblePredictions
 from smoothbench.evaluation.members import Members, load_members
 from smoothbench.evaluation.scoring import Profile, evaluate, save_probs
 from smoothbench.evaluation.settings import EvalSettings
-from smoothbench.fileio import atomic_open
+from smoothbench.fileio import atomic_open, check_writable_file, check_writable_folder
 from smoothbench.progress import Progress
-from smoothbench.results.store import write_rows
+from smoothbench.results.store import check_results_file, write_rows
 from smoothbench.schema import EVAL_ROW_KEY
 
 PathLike = str | os.PathLike
@@ -73,8 +73,10 @@ class EvalResult:
 def run_eval(request: EvalRequest, *, progress: Progress | None = None) -> EvalResult:
     """Evaluate ``request.models`` at every requested ensemble size in one pass, and write the files asked for.
 
-    Under torchrun every process computes its shard and gets every row; rank 0 alone writes files.
+    Every output is checked before any work. Under torchrun every process computes its shard and gets every
+    row; rank 0 alone writes files.
     """
+    _check_outputs(request)
     settings = request.settings.on_device()
     members = load_members(request.models)
     name = request.dataset or members.spec.dataset
@@ -96,6 +98,16 @@ def run_eval(request: EvalRequest, *, progress: Progress | None = None) -> EvalR
     profile.add_predictions(predictions)
     return EvalResult(members.name, name, request.split, len(source), pd.DataFrame(rows), predictions, files,
                       profile, time.perf_counter() - start)
+
+
+def _check_outputs(request: EvalRequest) -> None:
+    """The files asked for can be written (and an existing results file takes these rows)."""
+    if request.out is not None:
+        check_results_file(request.out, EVAL_ROW_KEY, request.format)
+    if request.save_probs is not None:
+        check_writable_file(request.save_probs)
+    if request.plot is not None:
+        check_writable_folder(request.plot)
 
 
 def _write_files(request: EvalRequest, members: Members, dataset: str, settings: EvalSettings, rows: list[dict],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from smoothbench.errors import UserError, param
-from smoothbench.fileio import atomic_open
+from smoothbench.fileio import atomic_open, check_writable_file
 from smoothbench.leaderboard.build import Leaderboard, build_leaderboard
 from smoothbench.leaderboard.render import RENDERERS, render
 from smoothbench.results.baselines import load_baseline
@@ -45,7 +45,9 @@ class LeaderboardResult:
 
 
 def run_leaderboard(request: LeaderboardRequest) -> LeaderboardResult:
-    """Build, render and (with ``out``) write the leaderboard."""
+    """Build, render and (with ``out``, checked first) write the leaderboard."""
+    if request.out is not None:
+        check_writable_file(request.out)
     baseline = load_baseline(request.baseline) if request.baseline is not None else None
     board = build_leaderboard(read_results(request.inputs), sort=request.sort, ensemble_size=request.ensemble_size,
                               allow_mixed=request.allow_mixed, baseline=baseline)

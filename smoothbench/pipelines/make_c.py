@@ -10,6 +10,7 @@ from typing import Sequence
 from smoothbench.data import get_dataset
 from smoothbench.device import resolve_device
 from smoothbench.errors import UserError, param
+from smoothbench.fileio import check_writable_folder
 from smoothbench.evaluation.corruption_cells import corruption_names
 from smoothbench.progress import Progress
 from smoothbench.schema import SEVERITIES
@@ -47,6 +48,7 @@ def make_corrupted_set(request: MakeCRequest, *, progress: Progress | None = Non
     """Write the corrupted set; returns the output folder."""
     from smoothbench.corruptions.writer import make_cifar_c, make_imagenet_c
 
+    check_writable_folder(request.out)
     frost = None if request.frost_dir is None else str(request.frost_dir)
     device = resolve_device(request.device)
     if request.dataset == "imagenet":

@@ -19,7 +19,7 @@ from smoothbench.schema import COMMON_CORRUPTIONS, EVALUATION_IDENTITY, EXTRA_CO
 
 #: Summaries are computed per these columns (where present) and ``source``: rows of other MC seeds or ECE
 #: settings (e.g. read from several files) are summarised separately.
-SUMMARY_GROUPS = EVALUATION_IDENTITY + ("seed", "ece_mode", "ece_bins")
+SUMMARY_GROUPS = EVALUATION_IDENTITY
 #: Columns carried from the rows into a summary (a column that varies within a group is joined with ";").
 CARRIED_COLUMNS = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width", "split",
                    "smoothbench_version", "seed", "n_images", "ece_bins", "ece_mode", "precision",
@@ -50,7 +50,8 @@ def _selected(corruptions: str | Sequence[str], present: Iterable[str]) -> list[
 def _prepare(df: pd.DataFrame, corruptions: str | Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str],
                                                                           list[str]]:
     """Split corruption rows into corrupted cells (severity 1..5 of the selected corruptions) and clean
-    rows (severity 0); both get ``_g`` (model-evaluation key over :data:`SUMMARY_GROUPS`) and ``_src``.
+    rows (severity 0); both get ``_g`` (model-evaluation key over :data:`SUMMARY_GROUPS`) and ``_src`` (source
+    and corruption seed).
     Also returns the key columns present and the selected corruption names."""
     if not {"corruption", "severity", "acc"} <= set(df.columns):
         raise UserError("no corruption rows (columns corruption, severity, acc); give `smoothbench corrupt` results")
@@ -58,7 +59,9 @@ def _prepare(df: pd.DataFrame, corruptions: str | Sequence[str]) -> tuple[pd.Dat
     rows["severity"] = pd.to_numeric(rows["severity"], errors="coerce")
     groups = [c for c in SUMMARY_GROUPS if c in rows.columns]
     rows["_g"] = ["\x1f".join(key) for key in keys_of(rows, groups)]
-    rows["_src"] = [canonical(v) for v in rows["source"]] if "source" in rows.columns else ""
+    # the cells' source and, for generated cells, their corruption seed: other draws are another sweep
+    origin = [c for c in ("source", "corruption_seed") if c in rows.columns]
+    rows["_src"] = ["\x1f".join(key) for key in keys_of(rows, origin)] if origin else ""
     cells = rows[rows["severity"].isin(SEVERITIES)]
     names = _selected(corruptions, cells["corruption"].unique())
     if not names:

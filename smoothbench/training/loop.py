@@ -13,8 +13,8 @@ draws from torch's global RNG, whose state the checkpoint restores; so on the CP
 moment and resumed from its last checkpoint ends with bit-identical weights to an uninterrupted run
 (GPU kernels and ``torch.compile`` are not bitwise deterministic, so there it is only statistically the
 same). A resume must keep every setting in :data:`TRAJECTORY_SETTINGS` and the training data; device,
-workers, ``eval_subset``, ``compile`` and ``channels_last`` may change. ``resume`` on a folder without a
-checkpoint starts the run from scratch.
+workers, ``eval_subset``, ``compile`` and ``channels_last`` may change. ``resume`` needs the run folder to
+exist; in an existing folder without a checkpoint it starts the run.
 
 Distributed training (``torchrun --nproc-per-node N -m smoothbench train ...``, or ``--nproc N``): one
 DistributedDataParallel process per GPU (or CPU process with gloo). ``batch_size`` stays the *global*

@@ -23,7 +23,7 @@ import torch
 
 from smoothbench.distributed import is_main_process
 from smoothbench.errors import UserError, param
-from smoothbench.fileio import atomic_open, atomic_torch_save
+from smoothbench.fileio import atomic_open, atomic_torch_save, check_writable_folder
 from smoothbench.models.store import MODEL_FILENAME, save_model, torch_load_safely
 
 CONFIG_FILENAME = "config.json"
@@ -48,11 +48,16 @@ class RunFolder:
         """Check the folder against resume/force; return the checkpoint to resume from, or None.
 
         A finished run (``model.pt`` present) is kept unless ``force``; an unfinished one (``checkpoint.pt``
-        only) needs ``resume`` or ``force``. ``resume`` on a folder without a checkpoint starts from
-        scratch, so one command both starts and continues a run. Nothing is deleted here (see :meth:`clear`).
+        only) needs ``resume`` or ``force``. ``resume`` needs the folder to exist (a mistyped path must not
+        start a new run); in an existing folder without a checkpoint it starts the run. The folder must be
+        writable. Nothing is deleted here (see :meth:`clear`).
         """
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"{param('out')} {self.path} is a file; give a folder for the run")
+        if resume and not self.path.exists():
+            raise UserError(f"there is no run folder {self.path} to resume; check {param('out')}, or leave out "
+                            f"{param('resume')} to start a new run there")
+        check_writable_folder(self.path)
         if force:
             return None
         if self.file(MODEL_FILENAME).exists():
