@@ -29,8 +29,9 @@ def param(name: str, *, api: str | None = None, cli: str | None = None) -> str:
     return f"{_MARK}{api or name}{_SEP}{cli or flag_of(name)}{_MARK}"
 
 
-class UserError(Exception):
-    """Bad input from the user (missing file, wrong setting, foreign checkpoint...)."""
+class _NamesParameters:
+    """A message (of an exception or a warning) that may name parameters through :func:`param`: ``str()``
+    shows them as the Python API spells them, :meth:`for_cli` as command-line flags."""
 
     def __init__(self, message: str) -> None:
         self.template = message
@@ -41,15 +42,12 @@ class UserError(Exception):
         return _REFERENCE.sub(r"\2", self.template)
 
 
-class SettingsWarning(UserWarning):
-    """A warning whose message may name parameters through :func:`param` (shown as flags by the CLI)."""
+class UserError(_NamesParameters, Exception):
+    """Bad input from the user (missing file, wrong setting, foreign checkpoint...)."""
 
-    def __init__(self, message: str) -> None:
-        self.template = message
-        super().__init__(_REFERENCE.sub(r"\1", message))
 
-    def for_cli(self) -> str:
-        return _REFERENCE.sub(r"\2", self.template)
+class SettingsWarning(_NamesParameters, UserWarning):
+    """A warning whose message may name parameters (shown as flags by the CLI)."""
 
 
 #: errno → what it means, for failures of the environment that a user can fix.

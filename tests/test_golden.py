@@ -22,6 +22,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import run_cli  # noqa: E402
+from smoothbench.results.store import is_number  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -63,18 +64,10 @@ def assert_same_table(path: Path, expected: Path) -> None:
         if (a == b).all():
             continue
         is_float = any("." in v or "e" in v.lower() or v == "nan" for v in b) and all(
-            _is_number(v) for v in np.concatenate([a, b]))
+            is_number(v) for v in np.concatenate([a, b]))
         assert is_float, f"{path.name}: column {column} differs: {a[a != b][:3]} vs {b[a != b][:3]}"
         np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=1e-6, atol=1e-12,
                                    err_msg=f"{path.name}: column {column}")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def test_result_files_equal_the_golden_files(cifar10_dir, tmp_path):

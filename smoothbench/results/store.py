@@ -164,9 +164,9 @@ def _row_problem(values: Mapping[str, Any]) -> str:
         text = _text(value)
         if text == "":
             continue
-        if column in INTEGER_COLUMNS and not _is_whole(text):
+        if column in INTEGER_COLUMNS and not is_whole(text):
             return f"{column} is {text!r}, not a whole number"
-        if column in METRICS and not _is_number(text):
+        if column in METRICS and not is_number(text):
             return f"{column} is {text!r}, not a number"
     return ""
 
@@ -177,7 +177,8 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``nan`` and ``inf`` included)."""
     try:
         float(text)
     except ValueError:
@@ -185,8 +186,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _is_whole(text: str) -> bool:
-    return _is_number(text) and math.isfinite(float(text)) and float(text).is_integer()
+def is_whole(text: str) -> bool:
+    """Whether ``text`` reads as a finite whole number (``7`` or ``7.0``)."""
+    return is_number(text) and math.isfinite(float(text)) and float(text).is_integer()
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -199,9 +201,9 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
         present = values != ""
         if column in TEXT_COLUMNS:
             typed[column] = values.where(present, np.nan).astype(object)
-        elif column in INTEGER_COLUMNS and values[present].map(_is_whole).all():
+        elif column in INTEGER_COLUMNS and values[present].map(is_whole).all():
             typed[column] = pd.array([int(float(v)) if v else pd.NA for v in values], dtype="Int64")
-        elif values[present].map(_is_number).all():
+        elif values[present].map(is_number).all():
             typed[column] = pd.to_numeric(values.where(present, np.nan))
         else:
             typed[column] = values.where(present, np.nan).astype(object)
