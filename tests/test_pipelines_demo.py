@@ -23,3 +23,6 @@ def test_demo_pipeline_small(tmp_path):
     assert set(pd.read_csv(files["consistency"])["model"]) == {"resnet18w4-mcdo-none", "resnet18w4-mcdo-tanh-blur"}
     assert files["leaderboard"].read_text() == result.leaderboard
     assert len(pd.read_csv(files["corrupt"])) == 2 * 2 + 2 * 4  # clean + contrast 2 per model, sizes 1 (and 3)
+    page = files["report"].read_text(encoding="utf-8")  # the report says what a run this small can show
+    assert "It cannot show the paper&#x27;s effect" in page and "only 4 channels wide" in page
+    assert page.count('data-kind="reliability"') == 4 and len(list(files["reliability"].glob("*.csv"))) == 6

@@ -23,16 +23,16 @@ from smoothbench.results.summaries import summarize_corruptions
 from smoothbench.schema import CORRUPTION_METRICS, MC_SIZE_METRICS, PERTURBATION_METRICS, ROW_METRICS, direction
 
 #: Columns that must agree for rows to be ranked together: the clean evaluation's data and ECE settings, and
-#: the corruption sweep's (``c_*``, ``source``), and the forward precision (bf16 and fp32 rows are not one
-#: replicate). ``subset`` is ``full`` for the whole set; an empty value
+#: the corruption sweep's (``c_*``, ``source``), the input recipe (``preprocess``) and the forward precision
+#: (bf16 and fp32 rows are not one replicate). ``subset`` is ``full`` for the whole set; an empty value
 #: means that part was not measured and conflicts with nothing.
-COMPARABILITY = ("dataset", "subset", "n_images", "data_fingerprint", "ece_mode", "ece_bins", "precision", "source",
-                 "c_subset", "c_n_images", "c_data_fingerprint")
+COMPARABILITY = ("dataset", "subset", "n_images", "data_fingerprint", "preprocess", "ece_mode", "ece_bins", "precision",
+                 "source", "c_subset", "c_n_images", "c_data_fingerprint")
 #: Columns that define a configuration; its seeds / checkpoints are averaged.
 CONFIG = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width")
 #: Provenance kept on every leaderboard row.
-PROVENANCE = ("smoothbench_version", "seed", "checkpoint_sha256", "data_fingerprint", "subset", "n_images", "ece_mode",
-              "ece_bins", "precision", "source", "c_subset", "c_n_images", "c_data_fingerprint")
+PROVENANCE = ("smoothbench_version", "seed", "checkpoint_sha256", "data_fingerprint", "subset", "n_images", "preprocess",
+              "ece_mode", "ece_bins", "precision", "source", "c_subset", "c_n_images", "c_data_fingerprint")
 #: Metrics shown in markdown / html (when present), besides the sort metric.
 SHOWN = ("acc", "nll", "ece", "brier", "cAcc", "cNLL", "cECE", "mCE", "agreement", "consistency", "flip_prob")
 

@@ -1,18 +1,15 @@
 """Rendering a :class:`~smoothbench.leaderboard.build.Leaderboard`: markdown, CSV, JSON and one HTML page.
 
 Metric values are fractions in the data; markdown and HTML show the metrics that :mod:`smoothbench.schema`
-marks as percentages × 100 with 2 decimals, the others raw with 4 decimals. The HTML page comes from the
-template ``templates/leaderboard.html`` shipped with the package.
+marks as percentages × 100 with 2 decimals, the others raw with 4 decimals. The HTML page is the leaderboard
+part of the report page (:mod:`smoothbench.report.page`, one template for both).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import Any, Callable
 
 import pandas as pd
@@ -23,17 +20,18 @@ from smoothbench.leaderboard.build import PROVENANCE, SHOWN, Leaderboard
 from smoothbench.results.store import canonical, to_json_records
 from smoothbench.schema import direction, is_percent
 
-_ORDER_TEXT = {"lower": "lower is better", "abs-lower": "lower |value| is better", "higher": "higher is better",
-               "none": "no better direction: ascending order"}
+#: What each :func:`smoothbench.schema.direction` means for a reader.
+ORDER_TEXT = {"lower": "lower is better", "abs-lower": "lower |value| is better", "higher": "higher is better",
+              "none": "no better direction: ascending order"}
 
 
-def _shown(board: Leaderboard) -> list[str]:
+def shown_metrics(board: Leaderboard) -> list[str]:
     """The metrics a rendered table shows: :data:`SHOWN` where present, and the sort metric."""
     present = board.metrics()
     return [m for m in SHOWN if m in present] + ([board.sort] if board.sort not in SHOWN else [])
 
 
-def _cell(row: pd.Series, metric: str) -> str:
+def cell_text(row: pd.Series, metric: str) -> str:
     """``mean ± std`` (percent with 2 decimals for percentage metrics, else 4 decimals)."""
     mean, std = row[metric], row[f"{metric}_std"]
     if pd.isna(mean):
@@ -43,17 +41,20 @@ def _cell(row: pd.Series, metric: str) -> str:
     return text + (f" ± {scale * std:.{digits}f}" if pd.notna(std) else "")
 
 
-def _header(metric: str) -> str:
+def column_header(metric: str) -> str:
+    """A metric's column heading: ``acc %`` for percentage metrics."""
     return f"{metric} %" if is_percent(metric) else metric
 
 
-def _legend(board: Leaderboard) -> str:
-    return (f"Ranked by {board.sort} ({_ORDER_TEXT[direction(board.sort)]}) within each group of comparable rows. "
+def legend(board: Leaderboard) -> str:
+    """How to read the table: the ranking, its direction, percent columns and ± std."""
+    return (f"Ranked by {board.sort} ({ORDER_TEXT[direction(board.sort)]}) within each group of comparable rows. "
             "Columns marked % are percentages (fractions × 100, 2 decimals); the others are raw values (4 decimals). "
             "Values are mean ± sample std over seeds where n_seeds > 1.")
 
 
-def _group_title(board: Leaderboard, number: int) -> str:
+def group_title(board: Leaderboard, number: int) -> str:
+    """``Group N: dataset=..., ...``: the comparability fields that define group ``number``."""
     fields = board.groups[number - 1]
     described = ", ".join(f"{k}={v}" for k, v in fields.items() if v != "")
     return f"Group {number}" + (f": {described}" if described else "")
@@ -66,16 +67,16 @@ def _md(text: Any) -> str:
 
 def to_markdown(board: Leaderboard) -> str:
     """The leaderboard as README-ready markdown (one table per group, then the notes)."""
-    shown = _shown(board)
-    lines = ["# smoothbench leaderboard", "", _legend(board), ""]
-    heads = ["rank", "name", "ensemble size", "seeds"] + [_header(m) for m in shown]
+    shown = shown_metrics(board)
+    lines = ["# smoothbench leaderboard", "", legend(board), ""]
+    heads = ["rank", "name", "ensemble size", "seeds"] + [column_header(m) for m in shown]
     for number, part in board.table.groupby("group", sort=True):
-        lines += [f"## {_md(_group_title(board, int(number)))}", "", "| " + " | ".join(heads) + " |",
+        lines += [f"## {_md(group_title(board, int(number)))}", "", "| " + " | ".join(heads) + " |",
                   "|" + "---|" * len(heads)]
         for _, row in part.iterrows():
             cells = [canonical(row["rank"]), _md(row["name"]), canonical(row["ensemble_size"]),
                      canonical(row["n_seeds"])]
-            lines.append("| " + " | ".join(cells + [_cell(row, m) for m in shown]) + " |")
+            lines.append("| " + " | ".join(cells + [cell_text(row, m) for m in shown]) + " |")
         lines.append("")
     if board.notes:
         lines += ["Notes:", ""] + [f"- {_md(note)}" for note in board.notes] + [""]
@@ -113,32 +114,11 @@ def to_json(board: Leaderboard) -> str:
 
 
 def to_html(board: Leaderboard) -> str:
-    """One self-contained HTML page (inline CSS and a small inline script: click a header to sort)."""
-    shown = _shown(board)
-    heads = ["rank", "name", "ensemble size", "seeds"] + [_header(m) for m in shown] + ["provenance"]
-    body = ["<h1>smoothbench leaderboard</h1>", f"<p>{html.escape(_legend(board))}</p>"]
-    for number, part in board.table.groupby("group", sort=True):
-        body.append(f"<h2>{html.escape(_group_title(board, int(number)))}</h2>")
-        body.append('<table class="sortable"><thead><tr>'
-                    + "".join(f'<th title="click to sort">{html.escape(h)}</th>' for h in heads)
-                    + "</tr></thead><tbody>")
-        for _, row in part.iterrows():
-            cells = [(row[c], canonical(row[c])) for c in ("rank", "name", "ensemble_size", "n_seeds")]
-            cells += [(row[m], _cell(row, m)) for m in shown]
-            provenance = "; ".join(f"{p}={canonical(row[p])}" for p in PROVENANCE if p in row and canonical(row[p]))
-            cells.append((provenance, provenance))
-            body.append("<tr>" + "".join(
-                f'<td data-v="{html.escape(canonical(value))}">{html.escape(str(shown_text))}</td>'
-                for value, shown_text in cells) + "</tr>")
-        body.append("</tbody></table>")
-    if board.notes:
-        body.append("<ul class=\"notes\">" + "".join(f"<li>{html.escape(n)}</li>" for n in board.notes) + "</ul>")
-    return _template("leaderboard.html").substitute(body="\n".join(body))
+    """One self-contained HTML page: the report's leaderboard section alone, through the report's template
+    (sortable by click and keyboard, filterable, best values marked, provenance per row)."""
+    from smoothbench.report.page import leaderboard_page  # the report renders boards itself: import on use
 
-
-def _template(name: str) -> Template:
-    """A page template shipped in ``smoothbench/leaderboard/templates`` (``$name`` placeholders)."""
-    return Template(resources.files("smoothbench.leaderboard").joinpath("templates", name).read_text("utf-8"))
+    return leaderboard_page(board)
 
 
 #: Format name → renderer; the file suffix ``.<name>`` picks the same renderer.
