@@ -1,4 +1,4 @@
-"""Figures: reliability diagrams and metric curves over ensemble size or corruption severity.
+"""Figures: reliability diagrams, risk-coverage curves and metric curves over ensemble size or corruption severity.
 
 Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas attached per figure, so no
 pyplot state or global backend is touched, and written as PNG through :func:`fileio.atomic_open`.
@@ -133,5 +133,29 @@ def metric_vs_severity(
     _plot_lines(df, "severity", metric, line_keys, ax)
     ax.set_xticks(sorted(df["severity"].unique()))
     ax.set(xlabel="severity (0 = clean)", ylabel=metric, title=title or f"{metric} vs corruption severity")
+    _save_png(fig, path)
+    return fig
+
+
+def risk_coverage_plot(
+    frames_by_label: dict[str, pd.DataFrame], path: str | os.PathLike, title: str = "Risk-coverage curve"
+) -> Figure:
+    """Write a PNG of ``metrics.risk_coverage_curve`` tables, one step line per label (e.g. per model).
+
+    Each curve is drawn as the step function the AURC integrates: risk_g over coverages
+    (coverage_{g-1}, coverage_g], starting at coverage 0 with the most confident point's risk.
+    """
+    if not frames_by_label:
+        raise UserError("risk-coverage plot: no curves to plot; pass at least one risk_coverage_curve table")
+    fig, (ax,) = _new_figure(6.5, 4.2)
+    for label, frame in frames_by_label.items():
+        _require_columns(frame, ["coverage", "risk"], f"risk-coverage curve {label!r}")
+        curve = frame.sort_values("coverage")
+        coverage = np.concatenate(([0.0], curve["coverage"].to_numpy()))
+        risk = curve["risk"].to_numpy()
+        ax.plot(coverage, np.concatenate((risk[:1], risk)), drawstyle="steps-pre", label=str(label))
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    ax.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage", ylabel="selective risk (error rate)", title=title)
     _save_png(fig, path)
     return fig

@@ -152,3 +152,18 @@ def test_long_runs_say_their_planned_work(source, monkeypatch):
         warnings.simplefilter("error", ensembles.LongRunWarning)
         predict([tiny()], source, [1, 20], batch_size=8, device=CPU)  # a short run says nothing
     assert ensembles.duration(3 * 3600 + 20 * 60 + 5) == "3 h 20 min" and ensembles.duration(45) == "45 s"
+
+
+def test_diversity_sums_of_the_pass_equal_the_members_computed_one_by_one(source):
+    """The running entropy and vote sums of one pass give the diversity of the stored members at every size."""
+    from smoothbench.metrics.diversity import diversity_summary, diversity_sums
+
+    out = predict([tiny()], source, [1, 2, 3, 4], seed=5, batch_size=7, mc_chunk=3, device=CPU)
+    members = np.stack([k * out.probs[k] - (k - 1) * out.probs[k - 1] if k > 1 else out.probs[1]
+                        for k in (1, 2, 3, 4)])  # sample k from the running means
+    for k in (2, 4):
+        ours, direct = diversity_summary(out.diversity(k)), diversity_summary(diversity_sums(members[:k]))
+        assert ours.keys() == direct.keys()
+        for name in ours:
+            assert ours[name] == pytest.approx(direct[name], rel=1e-4, abs=1e-5), (k, name)
+    assert np.array_equal(out.votes[4].sum(1), np.full(len(source), 4))  # every member voted once per image

@@ -110,13 +110,20 @@ def _top_label_bins(pr: Predictions, bins: int, mode: str) -> _Bins:
     )
 
 
-def _classwise_ece(pr: Predictions, bins: int) -> float:
+def _classwise_cells(pr: Predictions, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (class k, equal-width bin b) cell of the p̄_ik, flattened as k * B + b: count n_kb, the sum of
+    the p̄_ik in it, and hits = #(y_i = k) in it."""
     _check_bins(bins)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    # Flattened (class, bin) cell of every p̄_ik: k * B + bin.
     cell = _equal_width_index(pr.probs, edges) + np.arange(pr.k) * bins
+    count = np.bincount(cell.ravel(), minlength=pr.k * bins)
     conf_sum = np.bincount(cell.ravel(), weights=pr.probs.ravel(), minlength=pr.k * bins)
     hits = np.bincount(cell[np.arange(pr.n), pr.labels], minlength=pr.k * bins)
+    return count, conf_sum, hits
+
+
+def _classwise_ece(pr: Predictions, bins: int) -> float:
+    _, conf_sum, hits = _classwise_cells(pr, bins)
     # (n_kb/N) |freq_kb − conf_kb| = |Σ_{i in kb} (1[y_i = k] − p̄_ik)| / N; empty cells give 0.
     return float(np.abs(hits - conf_sum).sum() / (pr.n * pr.k))
 
@@ -167,3 +174,55 @@ def reliability_bins(probs: object, labels: object, bins: int = 15, mode: str = 
             "gap": b.confidence - b.accuracy,
         }
     )
+
+
+def mce(probs: object, labels: object, bins: int = 15, mode: str = "standard") -> float:
+    """Maximum calibration error = max over non-empty bins b of |acc_b − conf_b|, in [0, 1].
+
+    The worst bin of :func:`ece`'s binning, for the top-label modes (standard, reference, adaptive). A
+    bin of a single image counts as much as a full one, so MCE is noisy with many bins or few images.
+    """
+    b = _top_label_bins(as_predictions(probs, labels), bins, mode)
+    return float(np.abs(b.gap[b.count > 0]).max())
+
+
+def rmsce(probs: object, labels: object, bins: int = 15, mode: str = "standard") -> float:
+    """Root-mean-square calibration error = sqrt(Σ_b (n_b/N) (acc_b − conf_b)²), in [0, 1].
+
+    Same bins and weights as :func:`ece` for the top-label modes (standard, reference, adaptive); RMSCE²
+    is the reliability term of the top-label Brier score (c − 1[ŷ = y])² under these bins, and
+    RMSCE ≥ ECE.
+    """
+    b = _top_label_bins(as_predictions(probs, labels), bins, mode)
+    return float(np.sqrt((b.weight * b.gap**2).sum()))
+
+
+def brier_decomposition(probs: object, labels: object, bins: int = 15) -> dict[str, float]:
+    """Murphy's decomposition of the Brier score summed over classes (the ``brier`` column), per class.
+
+    That Brier score is the sum over classes k of the binary Brier score of p̄_ik for the event y_i = k, so
+    each class is decomposed on its own and the terms are summed. Grouping: the ``classwise`` ECE cells,
+    i.e. the p̄_ik of class k in B equal-width bins; cell (k, b) holds n_kb images with mean forecast
+    f_kb and label frequency o_kb, and ō_k = #(y = k)/N:
+
+    - reliability = (1/N) Σ_k Σ_b n_kb (f_kb − o_kb)² (lower is better),
+    - resolution = (1/N) Σ_k Σ_b n_kb (o_kb − ō_k)² (higher is better),
+    - uncertainty = Σ_k ō_k (1 − ō_k) (the labels' own spread: the Brier score of always forecasting ō).
+
+    brier = reliability − resolution + uncertainty holds exactly only when every cell holds equal
+    forecasts (e.g. a few distinct forecasts, or bins fine enough to separate distinct values);
+    otherwise the within-cell spread of the forecasts adds a remainder (Stephenson et al. 2008).
+    """
+    pr = as_predictions(probs, labels)
+    count, conf_sum, hits = _classwise_cells(pr, bins)
+    base_rate = np.bincount(pr.labels, minlength=pr.k) / pr.n  # ō_k
+    nonempty = count > 0
+    # n_kb (f_kb − o_kb)² = (Σ p̄ − hits)² / n_kb
+    reliability = ((conf_sum - hits)[nonempty] ** 2 / count[nonempty]).sum() / pr.n
+    frequency = np.divide(hits, count, out=np.zeros(len(count)), where=nonempty)  # o_kb
+    resolution = (count * (frequency - np.repeat(base_rate, bins)) ** 2).sum() / pr.n
+    return {
+        "reliability": float(reliability),
+        "resolution": float(resolution),
+        "uncertainty": float((base_rate * (1.0 - base_rate)).sum()),
+    }

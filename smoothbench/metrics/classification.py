@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import entr
-from scipy.stats import rankdata
 
-from smoothbench.metrics.inputs import as_predictions
+from smoothbench.metrics.inputs import as_predictions, as_probabilities
+from smoothbench.metrics.ranking import rank_auroc
 
 def accuracy(probs: object, labels: object) -> float:
     """Accuracy = (1/N) Σ_i 1[ŷ_i = y_i]."""
@@ -44,12 +44,17 @@ def brier(probs: object, labels: object) -> float:
     return float(np.einsum("ik,ik->i", diff, diff).mean())
 
 
+def per_image_entropy(probs: object) -> np.ndarray:
+    """Entropy in nats of every row, H(p_i) = −Σ_k p_ik log p_ik with 0 log 0 = 0, for probabilities (N, K)."""
+    return entr(as_probabilities(probs)).sum(axis=1)
+
+
 def entropy(probs: object, labels: object) -> float:
-    """Mean predictive entropy in nats = (1/N) Σ_i −Σ_k p̄_ik log p̄_ik, with 0 log 0 = 0.
+    """Mean predictive entropy in nats = (1/N) Σ_i H(p̄_i) (:func:`per_image_entropy`).
 
     ``labels`` are only validated (kept for a uniform signature).
     """
-    return float(entr(as_predictions(probs, labels).probs).sum(axis=1).mean())
+    return float(per_image_entropy(as_predictions(probs, labels)).mean())
 
 
 def acc_90(probs: object, labels: object, threshold: float = 0.9) -> float:
@@ -88,15 +93,8 @@ def iou(probs: object, labels: object) -> float:
 def misclassification_auroc(probs: object, labels: object) -> float:
     """AUROC of the confidence c separating correct (positive) from wrong predictions.
 
-    AUROC = U / (n_pos n_neg), U = Σ_{i correct} rank(c_i) − n_pos (n_pos + 1) / 2 (Mann–Whitney U,
-    ranks over all N with ties averaged, so a tied pair counts 1/2). NaN if all predictions are
-    correct or all are wrong.
+    Mann–Whitney AUROC (:func:`smoothbench.metrics.ranking.rank_auroc`) of c with the correct predictions
+    positive: a tied pair counts 1/2. NaN if all predictions are correct or all are wrong.
     """
     pr = as_predictions(probs, labels)
-    n_pos = int(pr.correct.sum())
-    n_neg = pr.n - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(pr.confidence)
-    u = ranks[pr.correct].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return rank_auroc(pr.confidence, pr.correct)
