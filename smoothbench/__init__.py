@@ -32,6 +32,8 @@ _EXPORTS = {
     "run_consistency": "smoothbench.pipelines.consistency",
     "LeaderboardRequest": "smoothbench.pipelines.leaderboard",
     "run_leaderboard": "smoothbench.pipelines.leaderboard",
+    "ReportRequest": "smoothbench.pipelines.report",
+    "run_report": "smoothbench.pipelines.report",
     "MakeCRequest": "smoothbench.pipelines.make_c",
     "make_corrupted_set": "smoothbench.pipelines.make_c",
     "DemoSettings": "smoothbench.pipelines.demo",
@@ -43,15 +45,22 @@ _EXPORTS = {
     "summarize_corruptions": "smoothbench.results.summaries",
     "load_baseline": "smoothbench.results.baselines",
     "UserError": "smoothbench.errors",
+    "ModelOptions": "smoothbench.models.sources",
+    "resolve_model": "smoothbench.models.sources",
+    "smooth": "smoothbench.models.surgery",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 
+#: Public names whose definition is spelled differently in their module.
+_RENAMED = {"smooth": "smooth_model"}
+
+
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'smoothbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    value = getattr(importlib.import_module(_EXPORTS[name]), _RENAMED.get(name, name))
     globals()[name] = value
     return value
 

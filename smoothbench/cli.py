@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from smoothbench import terminal
-from smoothbench.cli_options import EvalOptions, evaluation_options, relaunch
+from smoothbench.cli_options import EvalOptions, ModelFlags, evaluation_options, model_options, relaunch
 from smoothbench.errors import UserError, expected_failure
 from smoothbench.terminal import RANK, console, show_table, stdout
 
@@ -27,7 +27,9 @@ app = typer.Typer(
 data_app = typer.Typer(no_args_is_help=True, help="Prepare data sets (generate CIFAR-10-C / ImageNet-C).")
 app.add_typer(data_app, name="data")
 
-RUNS_ARG = typer.Argument(..., help="Run folders or model files; several form a deep ensemble (in the order given).")
+RUNS_ARG = typer.Argument(..., help="Run folders, model files or models from elsewhere (torchvision:NAME, timm:NAME, "
+                          "py:FILE.py:FUNCTION, MODULE:FUNCTION; MODEL@FILE for its weights); several form a deep "
+                          "ensemble (in the order given).")
 DATA_DIR_OPT = typer.Option(None, "--data-dir", help="Folder holding the dataset (see data/README.md).")
 DOWNLOAD_OPT = typer.Option(False, "--download", help="Download CIFAR-10/100 if absent (md5-checked).")
 QUIET_OPT = typer.Option(False, "--quiet", help="No progress bar.")
@@ -64,6 +66,7 @@ def models(
 
 @app.command("eval")
 @evaluation_options()
+@model_options()
 def eval_command(
     runs: List[Path] = RUNS_ARG,
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the checkpoint's)."),
@@ -74,14 +77,14 @@ def eval_command(
     format: Optional[str] = typer.Option(None, "--format", help="csv or json (default: from --out's suffix)."),
     save_probs: Optional[Path] = typer.Option(None, "--save-probs", help="Write averaged probabilities + labels (.npz)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for reliability diagrams (PNG + CSV per size)."),
-    *, options: EvalOptions,
+    *, options: EvalOptions, models: ModelFlags,
 ) -> None:
     """Accuracy, NLL, ECE, Brier and more at several ensemble sizes, in one pass over the data."""
     from smoothbench.pipelines.eval import EvalRequest, run_eval
 
     relaunch(options.nproc)
-    request = EvalRequest(runs, options.settings(), dataset=dataset, data_dir=data_dir, download=download, split=split,
-                          out=out, format=format, save_probs=save_probs, plot=plot)
+    request = EvalRequest(runs, options.settings(), models.options(), dataset=dataset, data_dir=data_dir,
+                          download=download, split=split, out=out, format=format, save_probs=save_probs, plot=plot)
     with terminal.progress(options.quiet) as bar:
         result = run_eval(request, progress=bar)
     show_table(result.rows.to_dict("records"), EVAL_COLUMNS,
@@ -92,6 +95,7 @@ def eval_command(
 
 @app.command()
 @evaluation_options()
+@model_options()
 def corrupt(
     runs: List[Path] = RUNS_ARG,
     dataset: str = typer.Option(..., help="cifar10-c, cifar100-c or imagenet-c."),
@@ -108,7 +112,7 @@ def corrupt(
     summary_out: Optional[Path] = typer.Option(None, "--summary-out", help="Summary table (default: <out>_summary.csv)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="alexnet-imagenet-c, a paper AlexNet CSV, or another model's sweep CSV."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for metric-vs-severity plots."),
-    *, options: EvalOptions,
+    *, options: EvalOptions, models: ModelFlags,
 ) -> None:
     """Corruption sweep: one row per (model, corruption, severity, ensemble size), then cAcc/cNLL/cECE and mCE."""
     from smoothbench.evaluation.corruption_cells import CorruptionSweep
@@ -119,7 +123,8 @@ def corrupt(
     sweep = CorruptionSweep(dataset, data_dir=data_dir, clean_data_dir=clean_data_dir, generate=generate,
                             corruptions=corruptions, severities=severities, corruption_seed=corruption_seed,
                             imagenet_c_transform=imagenet_c_transform, frost_dir=frost_dir, verify=verify)
-    request = SweepRequest(runs, sweep, settings, out=out, summary_out=summary_out, baseline=baseline, plot=plot)
+    request = SweepRequest(runs, sweep, settings, models.options(), out=out, summary_out=summary_out,
+                           baseline=baseline, plot=plot)
     with terminal.progress(options.quiet) as bar:
         result = run_corruption_sweep(request, progress=bar)
     if RANK != 0:
@@ -132,6 +137,7 @@ def corrupt(
 
 @app.command()
 @evaluation_options(exclude=("ece_bins", "ece_mode", "profile"), defaults={"ensembles": "1,2,5,10"})
+@model_options()
 def consistency(
     runs: List[Path] = RUNS_ARG,
     dataset: Optional[str] = typer.Option(None, help="Clean dataset for ensemble-size consistency (default: the checkpoint's)."),
@@ -141,13 +147,13 @@ def consistency(
     generate: bool = typer.Option(False, "--generate", help="Generate CIFAR-10-P sequences from the clean test set."),
     out: Path = typer.Option(Path("consistency.csv"), "--out", help="Results (CSV or JSON)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for the agreement-vs-ensemble-size plot."),
-    *, options: EvalOptions,
+    *, options: EvalOptions, models: ModelFlags,
 ) -> None:
     """How stable predictions are across ensemble sizes and along perturbation sequences (CIFAR-10-P)."""
     from smoothbench.pipelines.consistency import ConsistencyRequest, run_consistency
 
     relaunch(options.nproc)
-    request = ConsistencyRequest(runs, options.settings(), dataset=dataset, data_dir=data_dir,
+    request = ConsistencyRequest(runs, options.settings(), models.options(), dataset=dataset, data_dir=data_dir,
                                  perturbations=perturbations, p_data_dir=p_data_dir, generate=generate, out=out,
                                  plot=plot)
     with terminal.progress(options.quiet) as bar:
@@ -186,6 +192,38 @@ def leaderboard(
         console.print(f"note: {note}")
 
 
+@app.command()
+def report(
+    inputs: List[Path] = typer.Argument(..., help="Result files or folders: eval, corrupt (+ summaries), consistency, eval --plot reliability CSVs, run folders."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="The HTML page to write."),
+    sort: Optional[str] = typer.Option(None, help="Metric the leaderboard part ranks by (default: nll, or cNLL, agreement or consistency when the rows have no clean evaluation)."),
+    title: str = typer.Option("smoothbench report", help="Title of the page."),
+) -> None:
+    """One self-contained HTML page: overview, leaderboard, the paper's plots, provenance (opens offline)."""
+    from smoothbench.pipelines.report import ReportRequest, run_report
+
+    result = run_report(ReportRequest(inputs, out=out, sort=sort, title=title))
+    for note in result.notes:
+        console.print(f"note: {note}")
+    console.print(f"report: {result.path} ({result.rows} rows, {len(result.figures)} figures, "
+                  f"{result.bytes / 1e6:.1f} MB)")
+
+
+@app.command("smooth-plan")
+@model_options()
+def smooth_plan(
+    model: str = typer.Argument(..., help="A model: run folder, model file, torchvision:NAME, timm:NAME, py:FILE.py:FUNCTION."),
+    dataset: Optional[str] = typer.Option(None, help="What the model is for (its input size; default imagenet)."),
+    *, models: ModelFlags,
+) -> None:
+    """Where spatial smoothing (default tanh-blur) and MC dropout go in a model: one row per layer."""
+    from smoothbench.models.sources import plan_table
+
+    result = plan_table(model, models.options(), dataset)
+    show_table(result.to_dict("records"), ["module", "where", "inserted", "channels", "resolution"],
+               f"{model}: inserted layers")
+
+
 @app.command("import-checkpoint")
 def import_checkpoint(
     file: Path = typer.Argument(..., help="A checkpoint written by the paper's code (.pth.tar)."),
@@ -209,6 +247,15 @@ def import_checkpoint(
 
 @app.command()
 def train(
+    model: Optional[str] = typer.Option(None, "--model", help="Train a model from elsewhere instead: "
+                                        "torchvision:NAME, timm:NAME, py:FILE.py:FUNCTION or MODULE:FUNCTION."),
+    model_kwargs: Optional[List[str]] = typer.Option(None, "--model-kwargs", help="key=value for --model's builder "
+                                                     "(repeat the flag); num_classes defaults to the dataset's."),
+    mc_dropout: Optional[str] = typer.Option(None, "--mc-dropout", help="--model: auto (its dropout becomes MC "
+                                             "dropout) or a rate inserted where --mc-dropout-where says."),
+    mc_dropout_where: str = typer.Option("head", "--mc-dropout-where", help="--model: head, blocks or all."),
+    placement: str = typer.Option("auto", "--placement", help="--model: auto or module names to smooth after."),
+    cifar_stem: bool = typer.Option(False, "--cifar-stem", help="--model: a 3x3/1 stem without max-pool, for 32 px."),
     arch: str = typer.Option("resnet18", help="Architecture (`smoothbench models` lists them)."),
     method: str = typer.Option("dnn", help="dnn (deterministic) or mcdo (MC dropout)."),
     smoothing: str = typer.Option("none", help="none, tanh-blur (the paper's), blur or relu6-blur."),
@@ -247,12 +294,19 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or tables."),
 ) -> None:
     """Train one of the paper's models with the paper's recipe (or your overrides); --nproc N or torchrun for DDP."""
+    from smoothbench.models.sources import ModelOptions, foreign_spec, parse_kwargs
     from smoothbench.models.spec import ModelSpec
     from smoothbench.training import TrainConfig, run_training
 
     relaunch(nproc)
-    spec = ModelSpec(arch, method=method, smoothing=smoothing, blur=blur, tau=tau, dropout_rate=dropout_rate,
-                     width=width)
+    if model is None:
+        spec = ModelSpec(arch, method=method, smoothing=smoothing, blur=blur, tau=tau, dropout_rate=dropout_rate,
+                         width=width)
+    else:
+        spec = foreign_spec(model, ModelOptions(kwargs=parse_kwargs(model_kwargs or []), mc_dropout=mc_dropout,
+                                                mc_dropout_where=mc_dropout_where, smoothing=smoothing, blur=blur,
+                                                tau=tau, placement=tuple(placement.split(",")),
+                                                cifar_stem=cifar_stem))
     cfg = TrainConfig(
         model=spec, dataset=dataset, data_dir=None if data_dir is None else str(data_dir), download=download,
         epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, lr=lr, momentum=momentum,
@@ -312,13 +366,15 @@ def demo(
         result = run_demo(DemoSettings(out=out, epochs=epochs, force=force), progress=bar)
     if not result.train.empty:
         show_table(result.train.to_dict("records"), ["model", "test_acc", "test_nll", "seconds"], "training")
-    show_table(result.eval.to_dict("records"), EVAL_COLUMNS, "clean test set: the effect of smoothing and ensemble size")
+    show_table(result.eval.to_dict("records"), EVAL_COLUMNS,
+               "clean test set (tiny nets, brief training: this shows the pipeline, not the paper's effect)")
     show_table(result.corrupt_summary.to_dict("records"), ["model", "ensemble_size", "clean_acc", "cAcc", "cNLL", "cECE"],
                "generated corruptions (4 types x severities 1, 3, 5)")
     show_table(result.consistency.to_dict("records"), ["model", "ensemble_size", "agreement", "tv", "seed_agreement"],
                "consistency across MC ensemble sizes")
     stdout.print(result.leaderboard)
     console.print(f"files: {', '.join(str(p) for p in result.files.values())}")
+    console.print(f"report: {result.files['report']} (open it in a browser; it says what these numbers can show)")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The evaluation flags that ``eval``, ``corrupt`` and ``consistency`` share, declared once; ``--nproc``.
+"""Flags several commands share, declared once: the evaluation flags of ``eval``, ``corrupt`` and
+``consistency``, the flags for models from elsewhere, and ``--nproc``.
 
 :func:`evaluation_options` adds them to a Typer command's signature and hands them to the command packed
 as one :class:`EvalOptions` (its ``settings()`` is the library's
@@ -11,7 +12,8 @@ import functools
 import inspect
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -76,33 +78,122 @@ class EvalOptions:
                             ece_bins=self.ece_bins, ece_mode=self.ece_mode, subset=self.subset, profile=self.profile)
 
 
-def evaluation_options(*, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> Callable:
-    """Decorator: the command gets the shared flags (less ``exclude``; ``defaults`` changes a default) and
-    receives them as its keyword argument ``options: EvalOptions``."""
+def _option_group(declared: dict[str, tuple[Any, Any]], packer: type, argument: str, *,
+                  exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> Callable:
+    """Decorator: the command gets the ``declared`` flags (less ``exclude``; ``defaults`` changes a default)
+    and receives them packed into one ``packer`` instance as its keyword argument ``argument``."""
     defaults = defaults or {}
-    names = [name for name in _SHARED if name not in exclude]
+    names = [name for name in declared if name not in exclude]
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command)
-        own = [p for p in signature.parameters.values() if p.name != "options"]
-        shared = []
+        own = [p for p in signature.parameters.values() if p.name != argument]
+        added = []
         for name in names:
-            annotation, option = _SHARED[name]
+            annotation, option = declared[name]
             if name in defaults:
                 option = typer.Option(defaults[name], *option.param_decls, help=option.help)
-            shared.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                            annotation=annotation))
+            added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                           annotation=annotation))
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
-            options = EvalOptions(**{name: kwargs.pop(name) for name in names})
-            return command(**kwargs, options=options)
+            packed = packer(**{name: kwargs.pop(name) for name in names})
+            return command(**kwargs, **{argument: packed})
 
-        wrapper.__signature__ = signature.replace(parameters=own + shared)
-        wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in shared}}
+        wrapper.__signature__ = signature.replace(parameters=own + added)
+        wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **{p.name: p.annotation for p in added}}
         return wrapper
 
     return decorate
+
+
+def evaluation_options(*, exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> Callable:
+    """The shared evaluation flags, received as ``options: EvalOptions``."""
+    return _option_group(_SHARED, EvalOptions, "options", exclude=exclude, defaults=defaults)
+
+
+#: name → (type, Typer option): the flags for models from elsewhere (torchvision, timm, the user's builders).
+_MODEL = {
+    "weights": (Optional[str], typer.Option(None, "--weights", help="torchvision: DEFAULT, a weights enum name "
+                                            "(e.g. IMAGENET1K_V1) or a state-dict file; timm and builders: a "
+                                            "state-dict file. MODEL@FILE gives one model its own file.")),
+    "checkpoint": (Optional[str], typer.Option(None, "--checkpoint", help="timm: a checkpoint (state-dict) file.")),
+    "pretrained": (bool, typer.Option(False, "--pretrained", help="timm: the hub's pretrained weights (downloads).")),
+    "model_kwargs": (Optional[List[str]], typer.Option(None, "--model-kwargs", help="key=value passed to the "
+                                                       "model's builder (repeat the flag), e.g. num_classes=10.")),
+    "mc_dropout": (Optional[str], typer.Option(None, "--mc-dropout", help="auto (the model's dropout becomes MC "
+                                               "dropout) or a rate inserted where --mc-dropout-where says.")),
+    "mc_dropout_where": (str, typer.Option("head", "--mc-dropout-where", help="head (before the classifier), "
+                                           "blocks (after each residual block) or all.")),
+    "smoothing": (str, typer.Option("none", "--smoothing", help="Insert spatial smoothing: tanh-blur (the "
+                                    "paper's), blur or relu6-blur, before each downsampling stage.")),
+    "blur": (str, typer.Option("box2-pad1", "--blur", help="box2-pad1 (the paper code's), box2-same or binomial3.")),
+    "tau": (float, typer.Option(10.0, "--tau", help="Temperature of tau*tanh(x/tau).")),
+    "placement": (str, typer.Option("auto", "--placement", help="auto (stage boundaries found from the model) "
+                                    "or comma-separated module names to smooth after.")),
+    "cifar_stem": (bool, typer.Option(False, "--cifar-stem", help="Replace the ImageNet stem (7x7/2 conv + "
+                                      "max-pool) by a 3x3/1 conv, for 32-px images.")),
+    "class_indices": (Optional[Path], typer.Option(None, "--class-indices", help="File of the model's output "
+                                                   "classes to keep, in order (e.g. 200 of 1000).")),
+    "resize": (Optional[int], typer.Option(None, "--resize", help="Input recipe: resize the shorter side to N.")),
+    "crop": (Optional[int], typer.Option(None, "--crop", help="Input recipe: centre crop N x N.")),
+    "interpolation": (Optional[str], typer.Option(None, "--interpolation", help="bilinear, bicubic or nearest.")),
+    "mean": (Optional[str], typer.Option(None, "--mean", help="Input recipe: per-channel mean, e.g. 0.485,0.456,0.406.")),
+    "std": (Optional[str], typer.Option(None, "--std", help="Input recipe: per-channel std, e.g. 0.229,0.224,0.225.")),
+}
+
+
+@dataclass
+class ModelFlags:
+    """The model flags of one command call (see :data:`_MODEL`)."""
+
+    weights: Optional[str] = None
+    checkpoint: Optional[str] = None
+    pretrained: bool = False
+    model_kwargs: Optional[list[str]] = None
+    mc_dropout: Optional[str] = None
+    mc_dropout_where: str = "head"
+    smoothing: str = "none"
+    blur: str = "box2-pad1"
+    tau: float = 10.0
+    placement: str = "auto"
+    cifar_stem: bool = False
+    class_indices: Optional[Path] = None
+    resize: Optional[int] = None
+    crop: Optional[int] = None
+    interpolation: Optional[str] = None
+    mean: Optional[str] = None
+    std: Optional[str] = None
+
+    def options(self):
+        """The library's :class:`~smoothbench.models.sources.ModelOptions` of these flags."""
+        from smoothbench.models.sources import ModelOptions, parse_kwargs, read_class_indices
+
+        return ModelOptions(weights=self.weights, checkpoint=self.checkpoint, pretrained=self.pretrained,
+                            kwargs=parse_kwargs(self.model_kwargs or []), mc_dropout=self.mc_dropout,
+                            mc_dropout_where=self.mc_dropout_where, smoothing=self.smoothing, blur=self.blur,
+                            tau=self.tau, placement=tuple(p.strip() for p in self.placement.split(",") if p.strip()),
+                            cifar_stem=self.cifar_stem,
+                            class_indices=None if self.class_indices is None else read_class_indices(self.class_indices),
+                            resize=self.resize, crop=self.crop, interpolation=self.interpolation,
+                            mean=_floats(self.mean, "mean"), std=_floats(self.std, "std"))
+
+
+def _floats(text: Optional[str], flag: str) -> Optional[tuple[float, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        from smoothbench.errors import UserError
+
+        raise UserError(f"--{flag} needs comma-separated numbers, got {text!r}") from None
+
+
+def model_options(*, exclude: tuple[str, ...] = ()) -> Callable:
+    """The flags for models from elsewhere, received as ``models: ModelFlags``."""
+    return _option_group(_MODEL, ModelFlags, "models", exclude=exclude)
 
 
 def relaunch(nproc: int) -> None:

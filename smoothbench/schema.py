@@ -45,8 +45,8 @@ SUMMARY_ROW_KEY = EVALUATION_IDENTITY + ("source", "corruption_seed", "corruptio
 #: Columns always read as text (a hex digest made only of digits must not become a number).
 TEXT_COLUMNS = ("model", "arch", "method", "smoothing", "blur", "dataset", "split", "checkpoint_sha256",
                 "data_fingerprint", "c_data_fingerprint", "corruption", "corruption_params", "source", "kind",
-                "perturbation", "smoothbench_version", "ece_mode", "precision", "normalization", "corruptions",
-                "baseline")
+                "perturbation", "smoothbench_version", "ece_mode", "precision", "preprocess", "normalization",
+                "corruptions", "baseline")
 #: Columns whose values are whole numbers (or empty): read and written as integers, never as ``7.0``.
 INTEGER_COLUMNS = ("ensemble_size", "members", "mc_samples", "seed", "n_images", "subset", "ece_bins", "severity",
                    "corruption_seed", "width", "n_corruptions", "n_cells", "n_severities", "n_videos", "frames")
@@ -123,13 +123,37 @@ _METRICS = (
     # training log
     Metric("train_acc", "higher", True, "training accuracy over the epoch's augmented images"),
     Metric("test_acc", "higher", True, "deterministic test accuracy after the epoch"),
+    # uncertainty beyond the paper: selective prediction (smoothbench.metrics.selective)
+    Metric("aurc", "lower", True, "area under the risk-coverage curve (ranking by confidence)"),
+    Metric("eaurc", "lower", True, "AURC minus the exact finite-N AURC of an oracle ranking"),
+    Metric("augrc", "lower", True, "area under the generalized risk-coverage curve (Traub et al. 2024)"),
+    Metric("risk_at_80", "lower", True, "error rate of the 80% most confident predictions"),
+    Metric("coverage_at_5", "higher", True, "largest share of predictions kept with error rate <= 5%"),
+    # calibration (smoothbench.metrics.calibration)
+    Metric("mce", "lower", True, "maximum calibration error: the worst bin's abs(acc - conf)"),
+    Metric("rmsce", "lower", True, "root-mean-square calibration error over the ECE bins"),
+    Metric("brier_reliability", "lower", False, "Brier reliability: squared miscalibration of the forecasts"),
+    Metric("brier_resolution", "higher", False, "Brier resolution: how far binned outcomes move off the base rate"),
+    Metric("brier_uncertainty", "none", False, "Brier uncertainty: sum_k base_k (1 - base_k) of the labels"),
+    # ensemble diversity (smoothbench.metrics.diversity)
+    Metric("mutual_information", "none", False, "entropy of the mean minus mean member entropy, nats (epistemic)"),
+    Metric("expected_entropy", "none", False, "mean member entropy, nats (aleatoric)"),
+    Metric("disagreement", "none", True, "share of member pairs whose argmax differ"),
+    Metric("variation_ratio", "none", True, "share of members not voting for the majority class"),
+    # OOD detection (smoothbench.metrics.ood), in-distribution positive
+    Metric("auroc_ood", "higher", True, "AUROC of the score separating in- from out-of-distribution images"),
+    Metric("aupr_in", "higher", True, "average precision with in-distribution images positive"),
+    Metric("aupr_out", "higher", True, "average precision with out-of-distribution images positive"),
+    Metric("fpr95", "lower", True, "share of OOD images accepted where 95% of in-distribution images are"),
 )
 #: Every metric column, by name.
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
 
 #: Per-row metric columns written by ``smoothbench.metrics.summarize`` (fractions), in its order.
 ROW_METRICS = ("acc", "top5", "nll", "brier", "entropy", "ece", "ece_signed", "ece_adaptive", "ece_classwise",
-               "auroc_misclf", "acc_90", "unc_90", "freq_90", "iou")
+               "auroc_misclf", "acc_90", "unc_90", "freq_90", "iou", "mce", "rmsce", "brier_reliability",
+               "brier_resolution", "brier_uncertainty", "aurc", "eaurc", "augrc", "risk_at_80", "coverage_at_5",
+               "mutual_information", "expected_entropy", "disagreement", "variation_ratio")
 #: Metric columns of ensemble-size consistency rows (``kind = mc-size``), besides ``accuracy``.
 MC_SIZE_METRICS = ("agreement", "flip_rate", "tv", "kl", "seed_agreement", "seed_tv")
 #: Metric columns of CIFAR-10-P rows (``kind = perturbation``) that the leaderboard averages.

@@ -158,7 +158,8 @@ def random_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def assert_one_line_error(proc, fragment: str) -> None:
+    """Exit status 2 and one ``error:`` line holding ``fragment`` (warnings about the data may come before it)."""
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip() and not line.startswith("warning:")]
     assert len(lines) == 1, proc.stderr
     assert fragment in lines[0], lines[0]

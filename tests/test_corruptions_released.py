@@ -66,7 +66,7 @@ def test_load_cifar_c_slices_the_severity_block(tmp_path, nested):
     assert (src.numpy_nhwc()[..., 1] == 2).all()  # severity 3 = block index 2
     sub = released.load_cifar_c(folder, "snow", 5, verify=False, subset=4)
     np.testing.assert_array_equal(sub.numpy_nhwc(), fake_block(0)[4 * N : 4 * N + 4])
-    x, y, idx = next(iter(sub.eval_batches(3, None, None, device="cpu")))
+    x, y, idx = next(iter(sub.eval_batches(3, None, device="cpu")))
     assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32 and idx.tolist() == [0, 1, 2]
 
 
@@ -199,11 +199,11 @@ def test_make_imagenet_c_writes_skips_and_loads(val_folder, tmp_path):
         src = released.load_imagenet_c(out, "fog", 3, workers=0)
     assert src.source == "generated" and src.classes == ["n01440764", "n01443537", "n09999999"]
     assert src.labels.tolist() == [0, 0, 1, 1]
-    x, y, idx = next(iter(src.eval_batches(4, None, None, device="cpu")))
+    x, y, idx = next(iter(src.eval_batches(4, None, device="cpu")))
     assert x.shape == (4, 3, 224, 224) and y.tolist() == [0, 0, 1, 1]
     paper = released.load_imagenet_c(out, "fog", 3, transform="paper", subset=2, classes=src.classes, workers=0)
     assert len(paper) == 2 and paper.resize == 256
-    xp, _, _ = next(iter(paper.eval_batches(2, None, None, device="cpu")))
+    xp, _, _ = next(iter(paper.eval_batches(2, None, device="cpu")))
     assert xp.shape == (2, 3, 224, 224) and not torch.allclose(xp, x[:2])  # upsampled + cropped
     with pytest.raises(UserError, match="corruptions present in .*: fog"):
         released.load_imagenet_c(out, "snow", 1)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import random_images
+from smoothbench.data.preprocess import Preprocess
 from smoothbench import create_model
 from smoothbench.data import ResidentImages
 from smoothbench.evaluation.ensembles import predict
@@ -39,7 +40,7 @@ def test_training_batches_and_steps_do_not_synchronise():
     model = tiny_model().to(CUDA).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    batches = source().to(CUDA).train_batches(32, MEAN, STD, device=CUDA, seed=0, epoch=0, channels_last=True)
+    batches = source().to(CUDA).train_batches(32, Preprocess(MEAN, STD), device=CUDA, seed=0, epoch=0, channels_last=True)
     x, y = next(batches)  # the epoch's setup (order, draws, statistics to the device) may synchronise once
     train_step(model, optimizer, scheduler, x, y, precision="bf16")  # lazy CUDA/cuDNN initialisation
     torch.cuda.synchronize()

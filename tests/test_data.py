@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from smoothbench.data.preprocess import Preprocess
 from smoothbench.data import DATASETS, NORMALIZATION, ImageFolderSource, ResidentImages, get_dataset
 from smoothbench.data.augment import crop_flip
 from smoothbench.data.cifar import download_cifar
@@ -205,7 +206,7 @@ def test_eval_batches_order_shapes_and_normalisation():
     images[3, 1, 2] = (200, 100, 0)
     source = ResidentImages.from_numpy("cifar10", "test", images, [0, 1, 2, 3, 4], [str(i) for i in range(10)])
     mean, std = NORMALIZATION["cifar10"]
-    batches = list(source.eval_batches(2, mean, std, device="cpu"))
+    batches = list(source.eval_batches(2, Preprocess(mean, std), device="cpu"))
     assert [b[0].shape for b in batches] == [(2, 3, 4, 4)] * 2 + [(1, 3, 4, 4)]
     assert all(b[0].dtype == torch.float32 and b[1].dtype == b[2].dtype == torch.int64 for b in batches)
     assert torch.cat([b[2] for b in batches]).tolist() == [0, 1, 2, 3, 4]
@@ -214,7 +215,7 @@ def test_eval_batches_order_shapes_and_normalisation():
     # hand-computed: (200/255 - 0.4914) / 0.2023, (100/255 - 0.4822) / 0.1994, (0 - 0.4465) / 0.2010
     np.testing.assert_allclose(x[:, 1, 2].numpy(), [1.447918, -0.451570, -2.221393], atol=1e-5)
     np.testing.assert_allclose(x[:, 0, 0].numpy(), [-2.429066, -2.418255, -2.221393], atol=1e-5)
-    default = next(source.eval_batches(5, None, None, device="cpu", channels_last=True))[0]
+    default = next(source.eval_batches(5, None, device="cpu", channels_last=True))[0]
     assert default.is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_allclose(default[3].numpy(), x.numpy())
 
@@ -236,7 +237,7 @@ def test_train_batches_are_valid_crops_reproducible_and_complete():
     mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 
     def epoch(bs: int, e: int, augment: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        batches = list(source.train_batches(bs, mean, std, device="cpu", seed=7, epoch=e, augment=augment))
+        batches = list(source.train_batches(bs, Preprocess(mean, std), device="cpu", seed=7, epoch=e, augment=augment))
         assert [len(y) for _, y in batches][-1] == 23 - bs * (len(batches) - 1)  # last short batch kept
         return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])
 
@@ -274,8 +275,8 @@ def test_train_batches_are_valid_crops_reproducible_and_complete():
 def test_train_batches_same_on_gpu_and_cpu():
     source = _identity_images(40)
     args = dict(seed=3, epoch=2)
-    cpu = [x for x, _ in source.train_batches(16, (0.5,) * 3, (0.2,) * 3, device="cpu", **args)]
-    gpu = [x.cpu() for x, _ in source.to("cuda").train_batches(16, (0.5,) * 3, (0.2,) * 3, device="cuda", **args)]
+    cpu = [x for x, _ in source.train_batches(16, Preprocess((0.5,) * 3, (0.2,) * 3), device="cpu", **args)]
+    gpu = [x.cpu() for x, _ in source.to("cuda").train_batches(16, Preprocess((0.5,) * 3, (0.2,) * 3), device="cuda", **args)]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(cpu, gpu))
 
 
@@ -330,13 +331,13 @@ def test_synthetic_set_is_learnable_by_a_tiny_conv_net():
         )  # fmt: skip
         opt = torch.optim.Adam(net.parameters(), lr=5e-3)
         for epoch in range(3):  # about 4 CPU-seconds
-            for x, y in train.train_batches(32, None, None, device="cpu", seed=0, epoch=epoch):
+            for x, y in train.train_batches(32, None, device="cpu", seed=0, epoch=epoch):
                 opt.zero_grad()
                 nn.functional.cross_entropy(net(x), y).backward()
                 opt.step()
         net.eval()
         with torch.no_grad():
-            batches = test.eval_batches(250, None, None, device="cpu")
+            batches = test.eval_batches(250, None, device="cpu")
             correct = sum(int((net(x).argmax(1) == y).sum()) for x, y, _ in batches)
     finally:
         torch.set_num_threads(threads)
@@ -361,7 +362,7 @@ def test_image_folder_source(tmp_path):
     assert isinstance(test, ImageFolderSource) and test.split == "test"
     assert test.classes == ["n01440764", "n01443537"] and len(test) == 4
     assert test.labels.tolist() == [0, 0, 1, 1]
-    (x, y, idx), = list(test.eval_batches(8, None, None, device="cpu"))
+    (x, y, idx), = list(test.eval_batches(8, None, device="cpu"))
     assert x.shape == (4, 3, 224, 224) and y.tolist() == [0, 0, 1, 1] and idx.tolist() == [0, 1, 2, 3]
     # a solid red image stays solid red: channel values (1 - m) / s, (0 - m) / s
     mean, std = NORMALIZATION["imagenet"]
@@ -373,11 +374,11 @@ def test_image_folder_source(tmp_path):
     assert get_dataset("imagenet", tmp_path, "test", subset=1).labels.tolist() == [0]
 
     train = get_dataset("imagenet", tmp_path, "train", workers=0)
-    one = [(x, y) for x, y in train.train_batches(4, None, None, device="cpu", seed=0, epoch=0)]
+    one = [(x, y) for x, y in train.train_batches(4, None, device="cpu", seed=0, epoch=0)]
     assert [x.shape for x, _ in one] == [(4, 3, 224, 224), (2, 3, 224, 224)]
     assert sorted(torch.cat([y for _, y in one]).tolist()) == [0, 0, 0, 1, 1, 1]
     two_workers = ImageFolderSource("imagenet", "train", tmp_path / "train", workers=2)
-    same = [x for x, _ in two_workers.train_batches(4, None, None, device="cpu", seed=0, epoch=0)]
+    same = [x for x, _ in two_workers.train_batches(4, None, device="cpu", seed=0, epoch=0)]
     assert all(torch.equal(a, b) for (a, _), b in zip(one, same))
 
 

@@ -28,6 +28,7 @@ import torch
 
 import smoothbench
 from conftest import RecordingProgress, train_config
+from smoothbench.data.preprocess import Preprocess
 from smoothbench import distributed
 from smoothbench.cli_options import without_option
 from smoothbench.data import ResidentImages
@@ -188,8 +189,8 @@ def test_rank_slices_of_train_batches_make_up_the_one_process_batches(world):
     source = ResidentImages.from_numpy("synthetic", "train", rng.integers(0, 256, (23, 8, 8, 3), dtype=np.uint8),
                                        rng.integers(0, 10, 23), [str(i) for i in range(10)])
     args = dict(device="cpu", seed=4, epoch=1)
-    single = list(source.train_batches(8, (0.5,) * 3, (0.25,) * 3, **args))
-    ranks = [list(source.train_batches(8, (0.5,) * 3, (0.25,) * 3, rank=r, world=world, **args)) for r in range(world)]
+    single = list(source.train_batches(8, Preprocess((0.5,) * 3, (0.25,) * 3), **args))
+    ranks = [list(source.train_batches(8, Preprocess((0.5,) * 3, (0.25,) * 3), rank=r, world=world, **args)) for r in range(world)]
     steps = {len(batches) for batches in ranks}
     assert steps == {3 if world < 8 else 2}  # world 8: the tail of 7 images cannot feed 8 ranks and is left out
     for step in range(steps.pop()):

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import smoothbench.data.imagenet as imagenet
+from smoothbench.data.preprocess import Preprocess
 from smoothbench.data import ImageFolderSource
 
 
@@ -35,7 +36,7 @@ def folder(tmp_path_factory) -> ImageFolderSource:
 
 
 def batches(source: ImageFolderSource, **kwargs) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return list(source.train_batches(8, MEAN, STD, device="cpu", seed=3, epoch=2, **kwargs))
+    return list(source.train_batches(8, Preprocess(MEAN, STD), device="cpu", seed=3, epoch=2, **kwargs))
 
 
 @pytest.mark.parametrize("n, world, steps", [

@@ -119,3 +119,11 @@ def test_ensemble_size_defaults_to_each_configurations_largest():
     only = build_leaderboard(pd.DataFrame(rows), ensemble_size=[1, 5]).table
     assert sorted(zip(only["name"], only["ensemble_size"])) == [("det", 1), ("mc", 1), ("mc", 5)]
     assert list(only["rank"]) == [1, 2, 3] and only["name"].iloc[0] == "mc"
+
+
+def test_rows_with_another_input_recipe_are_ranked_separately():
+    rows = [eval_row("cifar-recipe", "resnet18", "a1", acc=0.9, nll=0.4, preprocess="crop=32 mean=0.5 std=0.2"),
+            eval_row("upscaled", "resnet50", "b1", acc=0.8, nll=0.5, preprocess="resize=256 crop=224 mean=0.5 std=0.2")]
+    board = build_leaderboard(pd.DataFrame(rows))
+    assert sorted(board.table["group"].tolist()) == [1, 2]
+    assert any("preprocess=resize=256 crop=224" in note for note in board.notes)

@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms import v2
 
-from smoothbench.data.augment import channel_stats, epoch_generator, normalize
+from smoothbench.data.augment import epoch_generator, normalize
 from smoothbench.data.fingerprint import files_fingerprint
-from smoothbench.data.resident import resolve_stats
+from smoothbench.data.preprocess import INTERPOLATIONS, Preprocess, resolve
 from smoothbench.data.subset import first_indices, stratified_indices
 from smoothbench.device import to_channels_last
 from smoothbench.distributed import rank_batch_ranges
@@ -44,12 +44,18 @@ class _Files(Dataset):
             return self.transform(image), label, int(self.order[k])
 
 
+#: ``resize`` of an :class:`ImageFolderSource` that takes the evaluation resize from the model's recipe.
+MODEL_RESIZE = "model"
+
+
 class ImageFolderSource:
     """Images in ``<root>/<class folder>/<file>``; class indices follow ``classes`` (default: sorted folder names).
 
-    Evaluation: Resize(``resize``) + CenterCrop(``image_size``) (``resize=None`` skips the resize, e.g. for
-    ImageNet-C, whose images are already 224 px). Training: RandomResizedCrop(``image_size``) + HFlip.
-    Workers decode to uint8; normalisation runs batched on the device.
+    Evaluation: the recipe's resize of the shorter side (PIL, with its interpolation) and centre crop
+    (its ``crop``, default ``image_size``). ``resize`` fixes the resize for this folder whatever the model
+    asks: ``None`` never resizes (ImageNet-C, whose images are already 224 px, Hendrycks' protocol), a number
+    always uses it; :data:`MODEL_RESIZE` (the default) takes the recipe's. Training: RandomResizedCrop(crop) +
+    HFlip. Workers decode to uint8; normalisation runs batched on the device.
     """
 
     source = "clean"
@@ -63,7 +69,7 @@ class ImageFolderSource:
         classes: Sequence[str] | None = None,
         workers: int = 4,
         image_size: int = 224,
-        resize: int | None = 256,
+        resize: int | str | None = MODEL_RESIZE,
     ) -> None:
         self.name, self.split, self.root = name, split, Path(root)
         if not self.root.is_dir():
@@ -113,9 +119,18 @@ class ImageFolderSource:
         """A class-balanced sample of ``n`` images in original order (see :func:`stratified_indices`)."""
         return self.select(stratified_indices(self.labels.numpy(), n, self.num_classes, seed, f"{self.name} {self.split}"))
 
-    def _eval_steps(self) -> list[v2.Transform]:
-        resize = [v2.Resize(self.resize, antialias=True)] if self.resize else []
-        return [*resize, v2.CenterCrop(self.image_size)]
+    def effective(self, preprocess: Preprocess | None) -> Preprocess:
+        """The recipe :meth:`eval_batches` applies: ``preprocess`` (``None``: this dataset's), with this
+        folder's fixed resize if it has one, cropped at ``image_size`` when the recipe names no crop."""
+        recipe = resolve(preprocess, self.name)
+        if self.resize != MODEL_RESIZE:
+            recipe = recipe.with_(resize=self.resize)
+        return recipe if recipe.crop is not None else recipe.with_(crop=self.image_size)
+
+    def _eval_steps(self, recipe: Preprocess) -> list[v2.Transform]:
+        mode = INTERPOLATIONS[recipe.interpolation]
+        resize = [v2.Resize(recipe.resize, interpolation=mode, antialias=True)] if recipe.resize else []
+        return [*resize, v2.CenterCrop(recipe.crop)]
 
     def _loader(self, dataset: Dataset, batches: Sequence[Sequence[int]], device: torch.device) -> DataLoader:
         """Workers decode the dataset positions of each entry of ``batches`` into one batch, in that order."""
@@ -124,16 +139,17 @@ class ImageFolderSource:
     def eval_batches(
         self,
         batch_size: int,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
+        preprocess: Preprocess | None = None,
         *,
         device: torch.device | str,
         channels_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """In-order ``(x float32 normalised [B,3,S,S], y int64 [B], idx int64 [B])`` on ``device``."""
+        """In-order ``(x float32 normalised [B,3,S,S], y int64 [B], idx int64 [B])`` on ``device``, with the
+        recipe of :meth:`effective`."""
         device = torch.device(device)
-        stats = channel_stats(*resolve_stats(self.name, mean, std), device)
-        transform = v2.Compose([*self._eval_steps(), v2.PILToTensor()])
+        recipe = self.effective(preprocess)
+        stats = recipe.stats(device)
+        transform = v2.Compose([*self._eval_steps(recipe), v2.PILToTensor()])
         dataset = _Files(self.samples, np.arange(len(self)), transform, None)
         batches = [range(start, min(start + batch_size, len(self))) for start in range(0, len(self), batch_size)]
         for x, y, idx in self._loader(dataset, batches, device):
@@ -143,8 +159,7 @@ class ImageFolderSource:
     def train_batches(
         self,
         batch_size: int,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
+        preprocess: Preprocess | None = None,
         *,
         device: torch.device | str,
         seed: int,
@@ -166,14 +181,15 @@ class ImageFolderSource:
         of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
         """
         device = torch.device(device)
-        stats = channel_stats(*resolve_stats(self.name, mean, std), device)
+        recipe = self.effective(preprocess)
+        stats = recipe.stats(device)
         generator = epoch_generator(seed, epoch)
         order = torch.randperm(len(self), generator=generator).numpy()
         seeds = torch.randint(0, 2**62, (len(self),), generator=generator).numpy()
         if augment:
-            steps = [v2.RandomResizedCrop(self.image_size, antialias=True), v2.RandomHorizontalFlip()]
+            steps = [v2.RandomResizedCrop(recipe.crop, antialias=True), v2.RandomHorizontalFlip()]
         else:
-            steps = self._eval_steps()
+            steps = self._eval_steps(recipe)
         dataset = _Files(self.samples, order, v2.Compose([*steps, v2.PILToTensor()]), seeds)
         for x, y, _idx in self._loader(dataset, rank_batch_ranges(len(self), batch_size, rank, world), device):
             x = normalize(x.to(device, non_blocking=True), *stats)

@@ -7,22 +7,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from smoothbench.data.augment import channel_stats, crop_flip, draw_crop_flip, epoch_generator, normalize
+from smoothbench.data.augment import crop_flip, draw_crop_flip, epoch_generator, normalize
 from smoothbench.data.fingerprint import array_fingerprint
-from smoothbench.data.info import NORMALIZATION
+from smoothbench.data.preprocess import Preprocess, resolve
 from smoothbench.data.subset import first_indices, stratified_indices
 from smoothbench.device import to_channels_last
 from smoothbench.distributed import rank_batch_ranges
-from smoothbench.errors import UserError
-
-
-def resolve_stats(name: str, mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple:
-    """``(mean, std)`` as given, or the dataset's :data:`NORMALIZATION` entry when both are ``None``."""
-    if mean is not None and std is not None:
-        return tuple(mean), tuple(std)
-    if mean is None and std is None and name in NORMALIZATION:
-        return NORMALIZATION[name]
-    raise UserError(f"no normalisation given for {name!r}: pass both mean and std")
+from smoothbench.errors import UserError, param
 
 
 class ResidentImages:
@@ -124,31 +115,37 @@ class ResidentImages:
         """The images as a uint8 (N,H,W,3) numpy array (the corruption engine's layout)."""
         return self.images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
+    def effective(self, preprocess: Preprocess | None) -> Preprocess:
+        """The recipe :meth:`eval_batches` applies: ``preprocess`` (``None``: this dataset's), cropped at the
+        images' own size when it names no crop."""
+        recipe = resolve(preprocess, self.name)
+        return recipe if recipe.crop is not None or recipe.resize is not None else recipe.with_(crop=self.image_size)
+
     def eval_batches(
         self,
         batch_size: int,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
+        preprocess: Preprocess | None = None,
         *,
         device: torch.device | str,
         channels_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """In-order ``(x float32 normalised [B,3,H,W], y int64 [B], idx int64 [B])`` on ``device``.
 
-        ``mean``/``std`` both ``None`` means this dataset's :data:`NORMALIZATION`.
+        ``preprocess`` (``None``: this dataset's own recipe) is applied batched on the device: resize and
+        crop only where the images are not already the target size, then normalisation.
         """
+        recipe = self.effective(preprocess)
         images, labels = self.images.to(device), self.labels.to(device)
-        stats = channel_stats(*resolve_stats(self.name, mean, std), images.device)
+        stats = recipe.stats(images.device)
         for start in range(0, len(self), batch_size):
             stop = min(start + batch_size, len(self))
-            x = to_channels_last(normalize(images[start:stop], *stats), channels_last)
+            x = to_channels_last(normalize(recipe.resize_and_crop(images[start:stop]), *stats), channels_last)
             yield x, labels[start:stop], torch.arange(start, stop, device=images.device)
 
     def train_batches(
         self,
         batch_size: int,
-        mean: Sequence[float] | None,
-        std: Sequence[float] | None,
+        preprocess: Preprocess | None = None,
         *,
         device: torch.device | str,
         seed: int,
@@ -168,7 +165,12 @@ class ResidentImages:
         contiguous slice (:func:`~smoothbench.distributed.rank_batch_ranges`) of every global batch, with the
         same per-image draws, so the union over ranks of step ``i`` is the one-process batch ``i``. A last
         partial batch of fewer than ``world`` images is left out (:func:`~smoothbench.distributed.epoch_images`).
+        Training runs at the images' own size: ``preprocess`` gives the normalisation only.
         """
+        recipe = self.effective(preprocess)
+        if recipe.resize is not None or recipe.crop != self.image_size:
+            raise UserError(f"training on {self.name} runs at its own {self.image_size} px; a recipe with "
+                            f"{param('resize')} or another {param('crop')} is for evaluation only")
         generator = epoch_generator(seed, epoch)
         order = torch.randperm(len(self), generator=generator)
         draws = draw_crop_flip(len(self), generator) if augment else None
@@ -177,7 +179,7 @@ class ResidentImages:
         # would synchronise a GPU at every step.
         order = order.to(images.device)
         draws = None if draws is None else tuple(d.to(images.device) for d in draws)
-        stats = channel_stats(*resolve_stats(self.name, mean, std), images.device)
+        stats = recipe.stats(images.device)
         for positions in rank_batch_ranges(len(self), batch_size, rank, world):
             mine = slice(positions.start, positions.stop)
             rows = order[mine]

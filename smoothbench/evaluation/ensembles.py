@@ -28,6 +28,7 @@ import torch
 from smoothbench import distributed
 from smoothbench.device import autocast
 from smoothbench.errors import SettingsWarning, UserError, param
+from smoothbench.metrics.diversity import DiversitySums
 from smoothbench.models.layers import mc_row_keys
 from smoothbench.timing import SectionTimer
 from smoothbench.progress import Progress
@@ -36,7 +37,9 @@ from smoothbench.progress import Progress
 
 @dataclass
 class EnsemblePredictions:
-    """Averaged probabilities per requested ensemble size, for every image of a source."""
+    """Averaged probabilities per requested ensemble size, for every image of a source, and the running sums
+    of ensemble diversity at each size: the members' entropies summed per image (``entropy_sums``) and their
+    argmax votes per image and class (``votes``); a member is an MC sample, or a deep-ensemble model."""
 
     sizes: list[int]
     probs: dict[int, np.ndarray]
@@ -45,6 +48,16 @@ class EnsemblePredictions:
     mc_samples: int
     forwards: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    entropy_sums: dict[int, np.ndarray] = field(default_factory=dict)
+    votes: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def diversity(self, size: int) -> DiversitySums | None:
+        """The :class:`~smoothbench.metrics.diversity.DiversitySums` of the first ``size`` members (``None``
+        when these predictions carry no sums)."""
+        if size not in self.entropy_sums:
+            return None
+        return DiversitySums(self.probs[size].astype(np.float64) * size, self.entropy_sums[size].astype(np.float64),
+                             self.votes[size].astype(np.int64), size)
 
     @property
     def sample_forwards(self) -> int:
@@ -126,7 +139,8 @@ def check_plan(models: Sequence[torch.nn.Module], sizes: Sequence[int], mc_sampl
         if largest > 1 and not mc_models[0]:
             raise UserError(
                 f"{models[0].spec.name} is deterministic (no MC dropout): its samples are identical, so ensemble sizes "
-                "above 1 mean nothing; ask for size 1 only, or give several runs for a deep ensemble"
+                "above 1 mean nothing; ask for size 1 only, give several runs for a deep ensemble, or (a model from "
+                f"elsewhere) sample its dropout with {param('mc_dropout')}"
             )
         return 1, largest
     samples = 1 if mc_samples is None else mc_samples
@@ -196,6 +210,7 @@ def predict(
     profile: bool = False,
     compile: bool = False,
     announce: bool = True,
+    diversity: bool = True,
 ) -> EnsemblePredictions:
     """Averaged probabilities of ``models`` on every image of ``source`` at each requested size.
 
@@ -210,7 +225,8 @@ def predict(
     compiles, and a new input shape such as a smaller last batch or MC chunk compiles once more); results
     equal the eager ones up to float rounding. ``announce``: when the pace of the second batch projects more
     than :data:`LONG_RUN_SECONDS`, say the planned work with a :class:`LongRunWarning` (callers that run many
-    such passes, like sweeps, announce once themselves).
+    such passes, like sweeps, announce once themselves). ``diversity``: keep the running entropy and vote sums
+    of the members (:meth:`EnsemblePredictions.diversity`; off only to measure what they cost).
     """
     sizes = parse_sizes(sizes)
     members, per_member = check_plan(models, sizes, mc_samples)
@@ -236,15 +252,18 @@ def predict(
     progress = distributed.scaled_progress(progress, len(shard), len(source))
     n = len(shard)
     out = {k: torch.empty((n, spec.num_classes), dtype=torch.float32, device=device) for k in sizes}
+    out_entropy = {k: torch.empty(n, dtype=torch.float32, device=device) for k in sizes}
+    out_votes = {k: torch.empty((n, spec.num_classes), dtype=torch.int32, device=device) for k in sizes}
     labels = torch.empty(n, dtype=torch.int64, device=device)
     timer = SectionTimer(("data", "forward"), device, sync=profile)
     forwards = 0
     try:
         for model, mc in zip(models, stochastic):
             model.mc(mc)
-        batches = shard.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last)
+        batches = shard.eval_batches(batch_size, spec.preprocess, device=device, channels_last=channels_last)
         pace = _Pace(math.ceil(len(shard) / batch_size), len(source) * steps * (per_member if members > 1 else 1),
                      len(source), device) if announce else None
+        ones = torch.ones(batch_size, 1, dtype=torch.int32, device=device)  # one vote per image, made once
         for x, y, idx in timer.iterate(batches, "data"):
             if pace is not None:
                 pace.batch_started()
@@ -253,6 +272,8 @@ def predict(
             idx = idx + index_offset
             labels[rows] = y.to(device)
             running = torch.zeros(x.shape[0], spec.num_classes, device=device, dtype=torch.float32)
+            entropy = torch.zeros(x.shape[0], device=device, dtype=torch.float32)
+            votes = torch.zeros(x.shape[0], spec.num_classes, device=device, dtype=torch.int32)
             done = 0
             while done < steps:
                 if members == 1:
@@ -272,8 +293,12 @@ def predict(
                     probs = (member_sum / per_member).unsqueeze(0)
                 for step in range(chunk):  # one step at a time, so the sums do not depend on the chunking
                     running = running + probs[step]
+                    if diversity:
+                        entropy = entropy + torch.special.entr(probs[step]).sum(-1)
+                        votes.scatter_add_(1, probs[step].argmax(-1, keepdim=True), ones[: x.shape[0]])
                     if done + step + 1 in wanted:
-                        out[done + step + 1][rows] = running / (done + step + 1)
+                        k = done + step + 1
+                        out[k][rows], out_entropy[k][rows], out_votes[k][rows] = running / k, entropy, votes
                 done += chunk
             timer.charge("forward", forward_start)
             if progress is not None:
@@ -283,5 +308,8 @@ def predict(
             model.mc(False)
             model.set_mc_keys(None)
     probs = {k: distributed.gather_rows(v.cpu().numpy()) for k, v in out.items()}
+    entropy_sums = {k: distributed.gather_rows(v.cpu().numpy()) for k, v in out_entropy.items()} if diversity else {}
+    votes = {k: distributed.gather_rows(v.cpu().numpy()) for k, v in out_votes.items()} if diversity else {}
     labels = distributed.gather_rows(labels.cpu().numpy())
-    return EnsemblePredictions(sizes, probs, labels, members, per_member, forwards, dict(timer.seconds))
+    return EnsemblePredictions(sizes, probs, labels, members, per_member, forwards, dict(timer.seconds), entropy_sums,
+                               votes)

@@ -9,9 +9,12 @@ from typing import Sequence
 
 import torch
 
-from smoothbench.errors import UserError
+from smoothbench.errors import UserError, param
+from smoothbench.models.sources import ModelOptions, for_dataset, resolve_model, source_of, split_ref
 from smoothbench.models.spec import ModelSpec
-from smoothbench.models.store import load_model_file
+
+#: Model-describing columns of every row, from the members' specs.
+SPEC_COLUMNS = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width")
 
 
 @dataclass
@@ -36,19 +39,15 @@ class Members:
         return "+".join(m.checkpoint_sha256 for m in self.models)
 
     def columns(self) -> dict[str, object]:
-        """Model-describing columns shared by every row of these members."""
-        spec = self.spec
-        return {
-            "model": self.name,
-            "arch": spec.arch,
-            "method": spec.method,
-            "smoothing": spec.smoothing,
-            "blur": spec.blur,
-            "tau": spec.tau,
-            "dropout_rate": spec.dropout_rate,
-            "width": spec.width,
-            "checkpoint_sha256": self.checkpoint_sha256,
-        }
+        """Model-describing columns shared by every row of these members (a deep ensemble of differing
+        members joins their values with ``+``)."""
+        return {"model": self.name, **{field: self._joined(field) for field in SPEC_COLUMNS},
+                "checkpoint_sha256": self.checkpoint_sha256}
+
+    def _joined(self, field: str) -> object:
+        values = [getattr(m.spec, field) for m in self.models]
+        distinct = list(dict.fromkeys(values))
+        return distinct[0] if len(distinct) == 1 else "+".join(str(v) for v in values)
 
     def check_dataset(self, dataset: str, num_classes: int | None = None) -> None:
         """Refuse data the checkpoint was not trained for (another dataset, or another label space).
@@ -61,28 +60,45 @@ class Members:
             raise UserError(f"{self.name} was trained on {spec.dataset}, not {dataset}; evaluate it on {spec.dataset} "
                             f"(or its corrupted versions)")
         if num_classes is not None and num_classes != spec.num_classes:
-            raise UserError(f"{self.name} predicts {spec.num_classes} classes but {dataset} has {num_classes}")
+            raise UserError(f"{self.name} predicts {spec.num_classes} classes but {dataset} has {num_classes}; "
+                            f"give the model's classes to keep with {param('class_indices')} (or the builder's "
+                            f"num_classes in {param('model_kwargs')})")
 
 
 def display_name(path: str | os.PathLike) -> str:
-    """A run folder's name, or a model file's stem (its folder's name for ``model.pt``)."""
+    """A run folder's name, or a model file's stem (its folder's name for ``model.pt``); for a model from
+    elsewhere its reference (``torchvision:resnet18``, with ``@`` and the weights file's stem if given)."""
+    text, weights = split_ref(os.fspath(path))
+    if source_of(text) is not None:
+        return text + (f"@{Path(weights).stem}" if weights else "")
     path = Path(path)
     if path.is_dir() or path.name == "model.pt":
         return (path if path.is_dir() else path.parent).resolve().name
     return path.stem
 
 
-def load_members(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Members:
-    """Load one or more runs / model files; members of a deep ensemble must share dataset and classes."""
+def load_members(paths: Sequence[str | os.PathLike] | str | os.PathLike, options: ModelOptions | None = None) -> Members:
+    """Load one or more models (run folders, model files, ``torchvision:``/``timm:``/builder references, see
+    :func:`smoothbench.models.sources.resolve_model`; ``options`` apply to the models from elsewhere). The
+    members of a deep ensemble may come from anywhere but must share dataset, classes and input recipe."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
-        raise UserError("give at least one run folder or model file")
-    models = [load_model_file(p)[0] for p in paths]
+        raise UserError("give at least one run folder, model file or model reference")
+    options = options or ModelOptions()
+    if options.changes_models and all(source_of(split_ref(os.fspath(p))[0]) is None for p in paths):
+        raise UserError("the model options (weights, MC dropout, smoothing, stem, classes) are for torchvision, "
+                        "timm and builder models; smoothbench models carry their own: train them with those settings")
+    natives = {p: resolve_model(p) for p in paths if source_of(split_ref(os.fspath(p))[0]) is None}
+    known = next((m.spec.dataset for m in natives.values() if m.spec.dataset), None)
+    options = for_dataset(options, known)  # models from elsewhere in an ensemble are for the same data
+    models = [natives[p] if p in natives else resolve_model(p, options) for p in paths]
     datasets = {m.spec.dataset for m in models}
     if len(datasets) > 1:
         raise UserError(f"the members were trained on different datasets ({', '.join(map(str, sorted(datasets, key=str)))})")
-    archs = {(m.spec.arch, m.spec.method, m.spec.smoothing) for m in models}
-    if len(archs) > 1:
-        raise UserError("deep-ensemble members must share arch, method and smoothing; evaluate them separately")
+    recipes = {m.spec.preprocess for m in models}
+    if len(recipes) > 1:
+        shown = "; ".join(r.describe() if r is not None else "the dataset's" for r in recipes)
+        raise UserError(f"deep-ensemble members must share one input recipe, got {shown}; give the same "
+                        f"{param('resize')}, {param('crop')}, {param('mean')} and {param('std')}")
     return Members(models, [str(p) for p in paths])

@@ -53,7 +53,7 @@ def provenance(settings: EvalSettings, source, members: Members) -> Row:
         "ece_bins": settings.ece_bins,
         "ece_mode": settings.ece_mode,
         "precision": settings.precision,
-        "normalization": ",".join(f"{v:g}" for v in (*members.spec.mean, *members.spec.std)),
+        "preprocess": source.effective(members.spec.preprocess).describe(),
     }
 
 
@@ -80,7 +80,8 @@ def score(predictions: EnsemblePredictions, settings: EvalSettings) -> list[Row]
                             f"{size}: its forward overflowed (with {param('precision')} bf16, try fp32) or its "
                             "inputs are broken")
     return [{**cols, **metrics.summarize(predictions.probs[cols["ensemble_size"]], predictions.labels,
-                                         ece_bins=settings.ece_bins, ece_mode=settings.ece_mode)}
+                                         ece_bins=settings.ece_bins, ece_mode=settings.ece_mode,
+                                         members=predictions.diversity(cols["ensemble_size"]))}
             for cols in size_columns(predictions.sizes, predictions.members, predictions.mc_samples)]
 
 

@@ -300,30 +300,41 @@ class MCDropout(nn.Module):
     - eval mode, MC on, ``row_keys`` set: ``x · keep / (1 − p)`` with ``keep`` from
       :func:`keyed_keep_mask` ``(row_keys, layer_id, e)``, ``e`` the flat (C, H, W) index of the element.
     ``layer_id`` is assigned by ``create_model`` (order of appearance); ``mc_enabled`` and ``row_keys`` are
-    set through :class:`smoothbench.models.base.Classifier`.
+    set through :class:`smoothbench.models.base.Classifier`. ``channelwise`` drops whole channels (as
+    ``nn.Dropout2d``): the keyed mask then has one element per channel, ``e`` the channel index.
     """
 
-    def __init__(self, p: float) -> None:
+    def __init__(self, p: float, *, channelwise: bool = False) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {p}")
         self.p = float(p)
+        self.channelwise = channelwise
         self.layer_id = 0
         self.mc_enabled = False
         self.row_keys: Tensor | None = None
 
+    def _random(self, x: Tensor) -> Tensor:
+        """torch's own dropout (train mode, or MC without keys)."""
+        if self.channelwise and x.dim() > 2:
+            return F.dropout2d(x, self.p, training=True) if x.dim() == 4 else F.dropout3d(x, self.p, training=True)
+        return F.dropout(x, self.p, training=True)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
-            return F.dropout(x, self.p, training=True)
+            return self._random(x)
         if not self.mc_enabled or self.p == 0.0:
             return x
         if self.row_keys is None:
-            return F.dropout(x, self.p, training=True)
+            return self._random(x)
         keys = self.row_keys.to(x.device)
         if keys.shape[0] != x.shape[0]:
             raise ValueError(f"MC row keys cover {keys.shape[0]} rows but the batch has {x.shape[0]}; "
                              "call set_mc_keys for each batch")
         scale = 1.0 / (1.0 - self.p)
+        if self.channelwise and x.dim() > 2:
+            keep = keyed_keep_mask(keys, self.layer_id, x.shape[1], self.p)
+            return x * keep.view(*x.shape[:2], *[1] * (x.dim() - 2)) * scale
         if torch.is_grad_enabled() and x.requires_grad:  # out= below is not differentiable
             return x * keyed_keep_mask(keys, self.layer_id, x[0].numel(), self.p).view(x.shape) * scale
         # Same values as above, block by block while each block's hash is still in cache: the 0/1 mask is
@@ -335,7 +346,7 @@ class MCDropout(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"p={self.p:g}, layer_id={self.layer_id}"
+        return f"p={self.p:g}, layer_id={self.layer_id}" + (", channelwise" if self.channelwise else "")
 
 
 def make_dropout(spec: ModelSpec) -> nn.Module:

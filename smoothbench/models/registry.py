@@ -96,12 +96,17 @@ def resolve_spec(spec: ModelSpec) -> ModelSpec:
 def create_model(arch: str | ModelSpec, **kwargs) -> "object":
     """Build a model: ``create_model("resnet18", method="mcdo", smoothing="tanh-blur", num_classes=100)``.
 
-    Accepts either an architecture name plus :class:`ModelSpec` fields, or a ``ModelSpec``.
+    Accepts either an architecture name plus :class:`ModelSpec` fields, or a ``ModelSpec``; a spec with a
+    ``source`` (a torchvision, timm or user model) is rebuilt by :func:`smoothbench.models.foreign.build`.
     The returned module is in train mode with MC dropout off; ``model.spec`` holds the resolved spec.
     """
     from smoothbench.models.layers import MCDropout
 
     spec = arch if isinstance(arch, ModelSpec) else ModelSpec(arch=arch, **kwargs)
+    if spec.source is not None:  # a model from elsewhere: its recorded source rebuilds it
+        from smoothbench.models.foreign import build
+
+        return build(spec)
     spec = resolve_spec(spec)
     model = get_entry(spec.arch).builder(spec)
     for layer_id, module in enumerate(m for m in model.modules() if isinstance(m, MCDropout)):

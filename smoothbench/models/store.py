@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,14 @@ def torch_load_safely(path: str | os.PathLike, what: str = "file") -> Any:
     if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # zip (torch >= 1.6) or a legacy pickle
         raise UserError(f"{path} is not a readable {what} (not a torch file)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one line is ours
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         needed = re.search(r"GLOBAL (\S+)", str(err))
         if needed is None:
-            raise UserError(f"{path} is not a readable {what} (truncated or corrupt torch file)") from None
+            raise UserError(f"{path} is not a readable {what} (truncated or corrupt, or a pickle that cannot be "
+                            "read without running code)") from None
         raise UserError(f"{path} is not a plain-weights {what}: refused, loading it would run code ({needed.group(1)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         raise UserError(f"{path} is not a readable {what} (truncated or corrupt: {str(err).split('.')[0]})") from None

@@ -18,6 +18,7 @@ from smoothbench.evaluation.members import load_members
 from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.progress import Progress
 from smoothbench.fileio import check_writable_folder
+from smoothbench.models.sources import ModelOptions, for_dataset
 from smoothbench.results.store import check_results_file, write_rows
 from smoothbench.schema import CONSISTENCY_ROW_KEY, PERTURBATIONS
 
@@ -37,6 +38,7 @@ class ConsistencyRequest:
 
     models: Sequence[PathLike]
     settings: EvalSettings = field(default_factory=lambda: EvalSettings(ensembles=(1, 2, 5, 10)))
+    model_options: ModelOptions = field(default_factory=ModelOptions)
     dataset: str | None = None
     data_dir: PathLike | None = None
     perturbations: Sequence[str] | str | None = None
@@ -78,7 +80,7 @@ def run_consistency(request: ConsistencyRequest, *, progress: Progress | None = 
     if request.plot is not None:
         check_writable_folder(request.plot)
     settings = request.settings.on_device()
-    members = load_members(request.models)
+    members = load_members(request.models, for_dataset(request.model_options, request.dataset))
     name = request.dataset or members.spec.dataset
     members.check_dataset(name)
     if request.perturbations and name != "cifar10":

@@ -18,6 +18,7 @@ from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.progress import Progress
 from smoothbench.results.baselines import load_baseline
 from smoothbench.fileio import check_writable_folder
+from smoothbench.models.sources import ModelOptions, for_dataset
 from smoothbench.results.store import check_results_file, read_results, write_rows
 from smoothbench.results.summaries import summarize_corruptions
 from smoothbench.schema import CORRUPTION_ROW_KEY, SUMMARY_ROW_KEY
@@ -29,7 +30,8 @@ PathLike = str | os.PathLike
 class SweepRequest:
     """What ``smoothbench corrupt`` does.
 
-    ``models``: run folders or model files (several form a deep ensemble). ``sweep``: which corrupted set
+    ``models``: run folders, model files or model references (several form a deep ensemble; see
+    :class:`~smoothbench.pipelines.eval.EvalRequest`). ``sweep``: which corrupted set
     and cells. ``out``: the per-cell results (appended cell by cell; a rerun resumes); ``summary_out``: the
     summary table (default ``<out stem>_summary.csv`` beside it); ``baseline``: ``alexnet-imagenet-c``, a
     paper AlexNet CSV or another model's sweep file, for mCE and its kin; ``plot``: a folder for
@@ -39,6 +41,7 @@ class SweepRequest:
     models: Sequence[PathLike]
     sweep: CorruptionSweep
     settings: EvalSettings = field(default_factory=EvalSettings)
+    model_options: ModelOptions = field(default_factory=ModelOptions)
     out: PathLike = "sweep.csv"
     summary_out: PathLike | None = None
     baseline: str | None = None
@@ -63,6 +66,25 @@ class SweepResult:
     seconds: float
 
 
+def this_sweep(rows: pd.DataFrame, request: SweepRequest, members, settings: EvalSettings) -> pd.DataFrame:
+    """The rows of ``out`` that this sweep made or would make: its model, data, sizes and settings (other runs
+    in the same file, perhaps still going on, are summarised by their own sweeps, never half done here)."""
+    from smoothbench.results.store import row_key
+
+    wanted = {"model": members.name, "checkpoint_sha256": members.checkpoint_sha256,
+              "dataset": request.sweep.dataset, "subset": settings.subset, "seed": settings.seed,
+              "precision": settings.precision, "ece_mode": settings.ece_mode, "ece_bins": settings.ece_bins}
+    key = row_key(wanted, list(wanted))
+    mine = [row_key(record, list(wanted)) == key for record in rows.to_dict("records")]
+    rows = rows[mine]
+    sizes = pd.to_numeric(rows["ensemble_size"], errors="coerce").isin(settings.ensembles)
+    if not request.sweep.generate:
+        return rows[sizes]
+    cells = pd.to_numeric(rows["severity"], errors="coerce") > 0
+    drawn = pd.to_numeric(rows["corruption_seed"], errors="coerce") == request.sweep.corruption_seed
+    return rows[sizes & (~cells | drawn)]
+
+
 def run_corruption_sweep(request: SweepRequest, *, progress: Progress | None = None) -> SweepResult:
     """Evaluate every cell not yet in ``request.out``, then summarise the model's cells (cAcc, cNLL, cECE,
     cBrier; mCE, relative mCE, mCNLL, mCECE against a baseline) into the summary file. Every output is
@@ -73,7 +95,7 @@ def run_corruption_sweep(request: SweepRequest, *, progress: Progress | None = N
         check_writable_folder(request.plot)
     settings = request.settings.on_device()
     baseline = load_baseline(request.baseline) if request.baseline is not None else None
-    members = load_members(request.models)
+    members = load_members(request.models, for_dataset(request.model_options, request.sweep.clean_dataset))
     if progress is not None:
         progress.start(len(request.sweep.cells()), f"corrupt {members.name}")
     start = time.perf_counter()
@@ -81,8 +103,7 @@ def run_corruption_sweep(request: SweepRequest, *, progress: Progress | None = N
     seconds = time.perf_counter() - start
     summary, files = pd.DataFrame(), []
     if distributed.is_main_process():  # rank 0 wrote the rows and writes the summary
-        table = read_results([request.out])
-        table = table[table["checkpoint_sha256"] == members.checkpoint_sha256]
+        table = this_sweep(read_results([request.out]), request, members, settings)
         summary = summarize_corruptions(table, baseline)
         write_rows(request.summary_path, summary, key_columns=SUMMARY_ROW_KEY)
         files = [Path(request.out), request.summary_path]

@@ -18,6 +18,7 @@ from smoothbench.evaluation.members import Members, load_members
 from smoothbench.evaluation.scoring import Profile, evaluate, save_probs
 from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.fileio import atomic_open, check_writable_file, check_writable_folder
+from smoothbench.models.sources import ModelOptions, for_dataset
 from smoothbench.progress import Progress
 from smoothbench.results.store import check_results_file, write_rows
 from smoothbench.schema import EVAL_ROW_KEY
@@ -29,7 +30,9 @@ PathLike = str | os.PathLike
 class EvalRequest:
     """What ``smoothbench eval`` does.
 
-    ``models``: run folders or model files (several form a deep ensemble, in the order given).
+    ``models``: run folders, model files or model references (``torchvision:resnet18``, ``timm:...``,
+    ``py:file.py:builder``; several form a deep ensemble, in the order given); ``model_options`` applies to
+    the models from elsewhere (weights, MC dropout, smoothing, input recipe).
     ``dataset``: the dataset to evaluate on (default: the checkpoint's), read from ``data_dir``
     (``download`` fetches CIFAR if absent); ``split``: ``test`` or ``train``. Files: ``out`` (CSV or JSON
     results; ``format`` overrides the suffix; rows of the same key are replaced), ``save_probs`` (averaged
@@ -38,6 +41,7 @@ class EvalRequest:
 
     models: Sequence[PathLike]
     settings: EvalSettings = field(default_factory=EvalSettings)
+    model_options: ModelOptions = field(default_factory=ModelOptions)
     dataset: str | None = None
     data_dir: PathLike | None = None
     download: bool = False
@@ -78,7 +82,7 @@ def run_eval(request: EvalRequest, *, progress: Progress | None = None) -> EvalR
     """
     _check_outputs(request)
     settings = request.settings.on_device()
-    members = load_members(request.models)
+    members = load_members(request.models, for_dataset(request.model_options, request.dataset))
     name = request.dataset or members.spec.dataset
     members.check_dataset(name)
     with distributed.main_first():  # rank 0 downloads first

@@ -22,7 +22,7 @@ from smoothbench.schema import COMMON_CORRUPTIONS, EVALUATION_IDENTITY, EXTRA_CO
 SUMMARY_GROUPS = EVALUATION_IDENTITY
 #: Columns carried from the rows into a summary (a column that varies within a group is joined with ";").
 CARRIED_COLUMNS = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width", "split",
-                   "smoothbench_version", "seed", "n_images", "ece_bins", "ece_mode", "precision",
+                   "smoothbench_version", "seed", "n_images", "ece_bins", "ece_mode", "precision", "preprocess",
                    "corruption_params", "corruption_seed")
 _SUMMARY_METRICS = {"acc": "cAcc", "nll": "cNLL", "ece": "cECE", "brier": "cBrier"}
 _MEAN_RATIOS = {"CE": "mCE", "relative_CE": "relative_mCE", "CNLL": "mCNLL", "CECE": "mCECE"}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from smoothbench.data import DATASETS, NORMALIZATION
+from smoothbench.data.preprocess import DATASET_RESIZE
 from smoothbench.errors import UserError, param
 from smoothbench.models.spec import ModelSpec
 from smoothbench.recipes import RECIPES, SCHEDULES
@@ -68,9 +69,10 @@ class TrainConfig:
         return json.loads(json.dumps(asdict(self)))
 
     def trajectory(self) -> dict[str, Any]:
-        """The settings a resume must keep (flat: the model's chosen fields, then :data:`TRAJECTORY_SETTINGS`)."""
+        """The settings a resume must keep (flat: the model's chosen fields and its source, then
+        :data:`TRAJECTORY_SETTINGS`)."""
         settings = self.settings()
-        return {**{k: settings["model"][k] for k in CHOSEN_SPEC_FIELDS},
+        return {**{k: settings["model"][k] for k in CHOSEN_SPEC_FIELDS}, "source": settings["model"]["source"],
                 **{k: settings[k] for k in TRAJECTORY_SETTINGS}}
 
 
@@ -120,8 +122,18 @@ def _milestones(value: tuple[int, ...] | str) -> tuple[int, ...]:
 
 
 def model_spec(cfg: TrainConfig) -> ModelSpec:
-    """The model spec of a run: the chosen fields plus the dataset's classes, stem, size and normalisation."""
+    """The model spec of a run: the chosen fields plus the dataset's classes, stem, size and normalisation.
+
+    A model from elsewhere (``cfg.model.source``) also gets the dataset's number of classes as its
+    builder's ``num_classes`` (unless the builder arguments name it) and the dataset's evaluation recipe."""
     info = DATASETS[cfg.dataset]
     mean, std = NORMALIZATION[cfg.dataset]
-    return cfg.model.with_(num_classes=info.num_classes, stem=info.stem, dataset=cfg.dataset,
+    spec = cfg.model.with_(num_classes=info.num_classes, stem=info.stem, dataset=cfg.dataset,
                            image_size=info.image_size, mean=tuple(mean), std=tuple(std))
+    source = spec.source
+    if source is None:
+        return spec
+    kwargs = dict(source.kwargs)
+    kwargs.setdefault("num_classes", info.num_classes)
+    return spec.with_(source=replace(source, kwargs=tuple(kwargs.items())),
+                      stem="cifar" if source.cifar_stem else "imagenet", resize=DATASET_RESIZE.get(cfg.dataset))

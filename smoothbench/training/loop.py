@@ -72,7 +72,7 @@ from smoothbench.training.rng_state import rng_state, seed_everything, set_rng_s
 from smoothbench.training.run_folder import CHECKPOINT_FORMAT, CONFIG_FILENAME, RunFolder
 
 # What an old checkpoint without these trajectory entries was trained with.
-TRAJECTORY_DEFAULTS = {"sync_bn": False, "world_size": 1}
+TRAJECTORY_DEFAULTS = {"sync_bn": False, "world_size": 1, "source": None}
 # Progress text (loss/acc/speed) is refreshed every this many batches: reading the running loss forces a
 # device sync, which would slow every GPU step if done per batch.
 TEXT_EVERY = 20
@@ -152,7 +152,7 @@ def validate(model, source, spec: ModelSpec, *, batch_size: int, device: torch.d
     model.mc(False)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # correct, nll, count
     shard, _ = distributed.shard_source(source)
-    for x, y, _ in shard.eval_batches(batch_size, spec.mean, spec.std, device=device, channels_last=channels_last):
+    for x, y, _ in shard.eval_batches(batch_size, spec.preprocess, device=device, channels_last=channels_last):
         with autocast(device, precision):
             logits = model(x)
         sums[0] += (logits.argmax(1) == y).sum()
@@ -192,7 +192,8 @@ def run_training(cfg: TrainConfig, *, progress: Progress | None = None,
     if cfg.batch_size % world:
         raise UserError(f"{param('batch_size')} {cfg.batch_size} (the global batch) is not divisible by the {world} "
                         f"processes; choose a multiple of {world}")
-    spec = resolve_spec(model_spec(cfg))
+    spec = model_spec(cfg)
+    spec = spec if spec.source is not None else resolve_spec(spec)
     run = RunFolder(cfg.out)
     checkpoint = distributed.on_main(lambda: run.claim(resume=cfg.resume, force=cfg.force))
 
@@ -214,6 +215,12 @@ def run_training(cfg: TrainConfig, *, progress: Progress | None = None,
     seed_everything(cfg.seed)
     spec = spec.with_(num_classes=train_source.num_classes)  # an image folder may hold fewer classes
     model = create_model(spec)
+    if spec.source is not None:  # a model from elsewhere: what surgery made of it decides method and rate
+        from smoothbench.models.foreign import dropout_rate
+
+        rate = dropout_rate(model)
+        spec = spec.with_(method="mcdo" if rate > 0 else "dnn", dropout_rate=rate)
+        model.spec = spec
     if cfg.sync_bn and world > 1:
         model = distributed.convert_sync_batchnorm(model, device)
     model = to_channels_last(model.to(device), cfg.channels_last)
@@ -304,7 +311,7 @@ def _rank_seed(seed: int, rank: int) -> int:
 
 def _rank_batches(source, spec: ModelSpec, cfg: TrainConfig, device: torch.device, epoch: int):
     """This process's slice of every global batch of the epoch (all of it in one process)."""
-    return source.train_batches(cfg.batch_size, spec.mean, spec.std, device=device, seed=cfg.seed, epoch=epoch,
+    return source.train_batches(cfg.batch_size, spec.preprocess, device=device, seed=cfg.seed, epoch=epoch,
                                 channels_last=cfg.channels_last, rank=distributed.rank(),
                                 world=distributed.world_size())
 
