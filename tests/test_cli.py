@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 def test_models_csv_lists_every_combination_with_paper_counts():
     proc = run_cli("models", "--num-classes", "10", "--format", "csv")
     table = pd.read_csv(pd.io.common.StringIO(proc.stdout))
-    assert list(table.columns) == ["arch", "method", "smoothing", "params"]
+    assert list(table.columns) == ["arch", "method", "smoothing", "head", "params"]
+    assert set(table[table.arch == "vgg16"]["head"]) == {"mlp"} and set(table[table.arch == "resnet18"]["head"]) == {"gap"}
     row = table[(table.arch == "resnet18") & (table.method == "dnn") & (table.smoothing == "none")]
     assert int(row.params.iloc[0]) == 11_173_962
     alex = table[(table.arch == "alexnet") & (table.method == "mcdo") & (table.smoothing == "tanh-blur")]

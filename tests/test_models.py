@@ -403,7 +403,7 @@ def test_mc_dropout_layers_are_numbered():
 def test_model_rows():
     rows = model_rows(num_classes=10, stem="cifar")
     assert len(rows) == len(EXPECTED_ARCHS) * 2 * 4
-    assert set(rows[0]) == {"arch", "family", "method", "smoothing", "params"}
+    assert set(rows[0]) == {"arch", "family", "method", "smoothing", "head", "params"}
     by_key = {(r["arch"], r["method"], r["smoothing"]): r["params"] for r in rows}
     assert by_key[("resnet18", "dnn", "none")] == by_key[("resnet18", "mcdo", "tanh-blur")] == 11_173_962
     assert by_key[("alexnet", "mcdo", "blur")] == 23_467_722

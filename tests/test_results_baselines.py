@@ -70,10 +70,11 @@ def test_paper_alexnet_csv_parser():
     imagenet = load_baseline(IMAGENET_CSV)
     assert len(imagenet) == 75 and imagenet["acc"].mean() == pytest.approx(0.1946, abs=5e-5)
     assert imagenet["nll"].mean() == pytest.approx(4.893, abs=5e-4)
-    # the built-in name reads the same file from a folder; without the folder it explains what to do
+    # the built-in name reads the same file from a folder (an override of the packaged copy); a folder
+    # without the file explains what to do
     named = load_baseline("paper-alexnet-cifar100", baseline_dir=BASELINE_DIR)
     pd.testing.assert_frame_equal(named, base)
-    with pytest.raises(UserError, match="not shipped"):
+    with pytest.raises(UserError, match="not found"):
         load_baseline("paper-alexnet-cifar100", baseline_dir=Path("/nonexistent"))
     # the AlexNet rows against themselves: every ratio is 1; no clean row → relative mCE unknown
     rows = base.assign(model="alexnet", dataset="cifar100-c", ensemble_size=1, source="released")

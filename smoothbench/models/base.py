@@ -7,7 +7,7 @@ equal those of the paper's checkpoints.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -87,6 +87,26 @@ def scaled(channels: int, spec: ModelSpec, base: int) -> int:
         raise UserError(f"width {spec.width} is too small for {spec.arch} ({channels} channels at width {base} "
                         f"would become 0); use a width of at least {-(-base // channels)}")
     return out
+
+
+#: The MLP head's pooled map is ``MLP_POOL × MLP_POOL`` (the paper code's ``AdaptiveAvgPool2d((7, 7))``).
+MLP_POOL = 7
+
+
+def classifier_head(spec: ModelSpec, channels: int, gap: Callable[[], nn.Module], *,
+                    pools: Callable[[], tuple[nn.Module, ...]] = tuple, size: int = MLP_POOL) -> nn.Sequential:
+    """The ``classifier`` of ``spec.head`` (``None``: the family's own, from the registry), the paper code's rule:
+    ``gap`` is the family's global-average-pooling head made by ``gap()`` (``GAPBlock``; ``BNGAPBlock`` for
+    pre-activation nets); ``mlp`` is the family's ``pools()``, an adaptive ``size``×``size`` average pool and
+    :class:`MLPHead` (``MLPBlock``, hidden width 4096·width/64) on the flattened map. Module indices equal the
+    paper's, so its checkpoints load key for key. Only the chosen head is built, so the random initialisation
+    of a family's own head is what it was before heads could be chosen."""
+    from smoothbench.models.registry import get_entry
+
+    if (spec.head or get_entry(spec.arch).head) == "gap":
+        return nn.Sequential(gap())
+    return nn.Sequential(*pools(), nn.AdaptiveAvgPool2d((size, size)),
+                         MLPHead(size * size * channels, scaled(4096, spec, 64), spec.num_classes))
 
 
 class GAPHead(nn.Module):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from smoothbench.errors import UserError, param
-from smoothbench.models.spec import BLURS, METHODS, SMOOTHINGS, STEMS, ModelSpec
+from smoothbench.models.spec import BLURS, HEADS, METHODS, SMOOTHINGS, STEMS, ModelSpec
 
 Builder = Callable[[ModelSpec], "object"]
 
@@ -26,6 +26,7 @@ class ModelEntry:
     default_dropout: float
     smoothing_layers: int
     stems: tuple[str, ...] = STEMS
+    head: str = "gap"
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -38,13 +39,14 @@ def register_model(
     smoothing_layers: int,
     default_dropout: float = 0.3,
     stems: tuple[str, ...] = STEMS,
+    head: str = "gap",
 ) -> Callable[[Builder], Builder]:
-    """Register ``builder`` under ``name`` (e.g. ``resnet18``)."""
+    """Register ``builder`` under ``name`` (e.g. ``resnet18``); ``head`` is the family's own classifier head."""
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, family, default_dropout, smoothing_layers, stems)
+        _REGISTRY[name] = ModelEntry(name, builder, family, default_dropout, smoothing_layers, stems, head)
         return builder
 
     return decorate
@@ -69,7 +71,8 @@ def get_entry(arch: str) -> ModelEntry:
 
 
 def resolve_spec(spec: ModelSpec) -> ModelSpec:
-    """Validate a spec and fill in the family's default dropout rate."""
+    """Validate a spec and fill in the family's default dropout rate; a ``head`` equal to the family's own
+    becomes ``None`` (one spelling per model)."""
     entry = get_entry(spec.arch)
     for value, allowed, what in (
         (spec.method, METHODS, "method"),
@@ -79,6 +82,8 @@ def resolve_spec(spec: ModelSpec) -> ModelSpec:
     ):
         if value not in allowed:
             raise UserError(f"unknown {param(what)} {value!r} for {spec.arch}; choose one of {', '.join(allowed)}")
+    if spec.head not in (None, *HEADS):
+        raise UserError(f"unknown {param('head')} {spec.head!r} for {spec.arch}; choose one of {', '.join(HEADS)}")
     if spec.num_classes < 2:
         raise UserError(f"{param('num_classes')} must be at least 2, got {spec.num_classes}")
     if spec.tau <= 0:
@@ -90,7 +95,7 @@ def resolve_spec(spec: ModelSpec) -> ModelSpec:
         raise UserError(f"{param('dropout_rate')} must be in [0, 1), got {rate}")
     if spec.method == "dnn" and rate != 0.0:
         raise UserError(f"a dnn model has no MC dropout; use {param('method')} mcdo to set a {param('dropout_rate')}")
-    return spec.with_(dropout_rate=float(rate))
+    return spec.with_(dropout_rate=float(rate), head=None if spec.head == entry.head else spec.head)
 
 
 def create_model(arch: str | ModelSpec, **kwargs) -> "object":
@@ -105,6 +110,9 @@ def create_model(arch: str | ModelSpec, **kwargs) -> "object":
     spec = arch if isinstance(arch, ModelSpec) else ModelSpec(arch=arch, **kwargs)
     if spec.source is not None:  # a model from elsewhere: its recorded source rebuilds it
         from smoothbench.models.foreign import build
+
+        if spec.head is not None:
+            raise UserError(f"{param('head')} is for smoothbench's architectures; a model from elsewhere keeps its own")
 
         return build(spec)
     spec = resolve_spec(spec)

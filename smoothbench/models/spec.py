@@ -19,6 +19,8 @@ STEMS = ("cifar", "imagenet")
 SOURCE_KINDS = ("torchvision", "timm", "python")
 #: Where ``--mc-dropout RATE`` inserts dropout into a model that has none.
 MC_DROPOUT_PLACES = ("head", "blocks", "all")
+#: Classifier heads of smoothbench's architectures (the paper's ``GAPBlock`` / ``MLPBlock`` ablation).
+HEADS = ("gap", "mlp")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ class ModelSpec:
     own ImageNet models the dataset's 256) and ``interpolation`` its filter: the model's input recipe
     (:attr:`preprocess`; the data pipeline applies it, the module takes normalised tensors, as the paper's
     models do). ``source`` is set for models from elsewhere (:class:`ModelSource`); ``arch`` is then
-    ``source.ref``.
+    ``source.ref``. ``head`` (``gap`` or ``mlp``, see :func:`smoothbench.models.base.classifier_head`) swaps
+    the classifier head of smoothbench's architectures; ``None`` means the family's own (GAP for the ResNets,
+    MLP for VGG and AlexNet), and model files written before the field existed load as ``None``.
     """
 
     arch: str
@@ -101,6 +105,7 @@ class ModelSpec:
     resize: int | None = None
     interpolation: str = "bilinear"
     source: ModelSource | None = None
+    head: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,10 +134,12 @@ class ModelSpec:
 
     @property
     def name(self) -> str:
-        """A readable name such as ``resnet18-mcdo-tanh-blur``."""
+        """A readable name such as ``resnet18-mcdo-tanh-blur`` (``resnet18-dnn-mlp-head`` with another head)."""
         parts = [self.arch, self.method]
         if self.smoothing != "none":
             parts.append(self.smoothing)
+        if self.head is not None:
+            parts.append(f"{self.head}-head")
         return "-".join(parts)
 
     @property

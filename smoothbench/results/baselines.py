@@ -25,12 +25,17 @@ ALEXNET_IMAGENET_C_ERR = {
 #: Clean top-1 error of torchvision's ``AlexNet_Weights.IMAGENET1K_V1`` (acc@1 56.522 %).
 ALEXNET_IMAGENET_CLEAN_ERR = 0.43478
 
-#: Built-in baseline names that need the paper code's CSV (not shipped: see :func:`load_baseline`).
-PAPER_BASELINE_FILES = {"paper-alexnet-cifar100": "cifar100_alexnet_dnn_corrupted.csv",
+#: Built-in baseline names → the paper code's AlexNet CSV, packaged in ``smoothbench/results/data`` (its
+#: README names the sources, both Apache-2.0).
+PAPER_BASELINE_FILES = {"paper-alexnet-cifar10": "cifar10_alexnet_dnn_corrupted.csv",
+                        "paper-alexnet-cifar100": "cifar100_alexnet_dnn_corrupted.csv",
                         "paper-alexnet-imagenet": "imagenet_alexnet_dnn_corrupted.csv"}
 #: The 16 columns of the paper code's header-less corruption CSV (xxxnell/spatial-smoothing).
 PAPER_CSV_COLUMNS = ("severity", "corruption", "nll", "cutoff_0", "cutoff_1", "acc", "acc_90", "unc", "unc_90",
                      "iou", "iou_90", "freq", "freq_90", "top5", "brier", "ece")
+#: The later layout adds a 17th column, ``ecse`` (the signed ECE; xxxnell/how-do-vits-work's CIFAR-10 file),
+#: read as smoothbench's ``ece_signed``.
+PAPER_CSV_COLUMNS_SIGNED = PAPER_CSV_COLUMNS + ("ece_signed",)
 
 
 def load_baseline(spec: str | os.PathLike, *, model: str | None = None, ensemble_size: int = 1,
@@ -46,24 +51,20 @@ def load_baseline(spec: str | os.PathLike, *, model: str | None = None, ensemble
       CE_c needs only Σ_s E^base = 5 × mean, which this preserves; per-severity ratios against it are not
       meaningful. Clean row: torchvision AlexNet error 0.43478 (so relative mCE works). NLL and ECE are
       unknown (NaN), so mCNLL and mCECE are NaN against it.
-    - ``"paper-alexnet-cifar100"`` / ``"paper-alexnet-imagenet"``: the paper code's AlexNet CSV
-      (``resources/results/<dataset>_alexnet_dnn_corrupted.csv`` of xxxnell/spatial-smoothing), which is
-      not shipped: it is read from ``baseline_dir`` or ``$SMOOTHBENCH_BASELINE_DIR``.
-    - a file: the paper's header-less 16-column CSV (:data:`PAPER_CSV_COLUMNS`; ECE there uses the paper's
-      10-bin reference binning; it has no clean row, so relative mCE is NaN), or a smoothbench corruption
-      table (CSV/JSON) holding one model at ``ensemble_size`` (pick it with ``model`` if there are several).
+    - ``"paper-alexnet-cifar10"`` / ``"paper-alexnet-cifar100"`` / ``"paper-alexnet-imagenet"``: the paper
+      code's AlexNet CSV (:data:`PAPER_BASELINE_FILES`), packaged with smoothbench; ``baseline_dir`` or
+      ``$SMOOTHBENCH_BASELINE_DIR`` names a folder to read it from instead.
+    - a file: the paper's header-less 16-column CSV (:data:`PAPER_CSV_COLUMNS`, or 17 columns with the signed
+      ECE last; ECE there uses the paper's 10-bin reference binning; it has no clean row, so relative mCE is
+      NaN), or a smoothbench corruption table (CSV/JSON) holding one model at ``ensemble_size`` (pick it with
+      ``model`` if there are several).
       The format is detected from the content; anything else raises UserError.
     """
     text = os.fspath(spec)
     if text == "alexnet-imagenet-c":
         return _alexnet_imagenet_c()
     if text in PAPER_BASELINE_FILES:
-        folder = baseline_dir or os.environ.get("SMOOTHBENCH_BASELINE_DIR")
-        path = Path(folder) / PAPER_BASELINE_FILES[text] if folder else None
-        if path is None or not path.is_file():
-            raise UserError(f"{text} needs the paper code's {PAPER_BASELINE_FILES[text]} (not shipped with "
-                            "smoothbench): put it in $SMOOTHBENCH_BASELINE_DIR or pass the file as the baseline")
-        return _paper_csv(path)
+        return _paper_csv(_packaged(text, baseline_dir))
     path = Path(text)
     if not path.is_file():
         raise UserError(f"baseline {text!r} is neither a built-in (alexnet-imagenet-c, "
@@ -71,11 +72,11 @@ def load_baseline(spec: str | os.PathLike, *, model: str | None = None, ensemble
     if path.suffix.lower() != ".json":
         with open(path, encoding="utf-8", errors="replace") as handle:
             fields = [f.strip() for f in handle.readline().split(",")]
-        if len(fields) == len(PAPER_CSV_COLUMNS) and fields[0].isdigit():
+        if len(fields) in (len(PAPER_CSV_COLUMNS), len(PAPER_CSV_COLUMNS_SIGNED)) and fields[0].isdigit():
             return _paper_csv(path)
         if not {"corruption", "severity"} <= set(fields):
-            raise UserError(f"{path} is neither the paper's 16-column AlexNet CSV nor a smoothbench corruption "
-                            "table; give one of those")
+            raise UserError(f"{path} is neither the paper's 16- or 17-column AlexNet CSV nor a smoothbench "
+                            "corruption table; give one of those")
     return _sweep_baseline(path, model, ensemble_size)
 
 
@@ -88,19 +89,38 @@ def _alexnet_imagenet_c() -> pd.DataFrame:
     return frame.assign(baseline_name="alexnet-imagenet-c")
 
 
+def _packaged(name: str, baseline_dir: PathLike | None) -> Path:
+    """The file of built-in baseline ``name``: in ``baseline_dir`` or ``$SMOOTHBENCH_BASELINE_DIR`` if one is
+    given (an override), else the copy packaged in ``smoothbench/results/data``."""
+    filename = PAPER_BASELINE_FILES[name]
+    folder = baseline_dir or os.environ.get("SMOOTHBENCH_BASELINE_DIR")
+    if not folder:
+        return Path(__file__).with_name("data") / filename
+    path = Path(folder) / filename
+    if not path.is_file():
+        raise UserError(f"{name}: {path} not found; the baseline folder (given, or $SMOOTHBENCH_BASELINE_DIR) must "
+                        f"hold {filename}, or unset it to use the packaged copy")
+    return path
+
+
 def _paper_csv(path: Path) -> pd.DataFrame:
-    """Parse the paper code's header-less 16-column corruption CSV (one row per severity × corruption)."""
+    """Parse the paper code's header-less corruption CSV (one row per severity × corruption): 16 columns, or 17
+    with the signed ECE last."""
     try:
-        frame = pd.read_csv(path, header=None, names=list(PAPER_CSV_COLUMNS), dtype={"corruption": str})
-        numeric = [c for c in PAPER_CSV_COLUMNS if c != "corruption"]
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            width = len(handle.readline().split(","))
+        columns = PAPER_CSV_COLUMNS_SIGNED if width == len(PAPER_CSV_COLUMNS_SIGNED) else PAPER_CSV_COLUMNS
+        frame = pd.read_csv(path, header=None, names=list(columns), dtype={"corruption": str})
+        numeric = [c for c in columns if c != "corruption"]
         frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="raise")
     except (ValueError, pd.errors.ParserError) as err:
-        raise UserError(f"{path} is not the paper's 16-column AlexNet CSV ({err}); give that file or a "
+        raise UserError(f"{path} is not the paper's 16- or 17-column AlexNet CSV ({err}); give that file or a "
                         "smoothbench corruption table") from None
-    shape_ok = frame.shape[1] == len(PAPER_CSV_COLUMNS) and frame["severity"].isin(SEVERITIES).all()
+    shape_ok = frame["severity"].isin(SEVERITIES).all() and frame[numeric].notna().all().all()
     if not shape_ok or not (np.allclose(frame["cutoff_0"], 0.0) and np.allclose(frame["cutoff_1"], 0.9)):
-        raise UserError(f"{path} does not look like the paper's AlexNet CSV (severity 1..5, cutoffs 0.0 and 0.9 "
-                        "in columns 4-5); give that file or a smoothbench corruption table")
+        raise UserError(f"{path} does not look like the paper's 16- or 17-column AlexNet CSV (every row complete, "
+                        "severity 1..5, cutoffs 0.0 and 0.9 in columns 4-5); give that file or a smoothbench "
+                        "corruption table")
     frame["severity"] = frame["severity"].astype(int)
     frame = frame.drop(columns=["cutoff_0", "cutoff_1", "unc", "freq"])  # constants (0, 0.9, 0, 1)
     return frame.assign(ece_mode="reference", ece_bins=10, baseline_name=path.stem)

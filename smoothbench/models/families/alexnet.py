@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from smoothbench.models.base import Classifier, MLPHead, scaled
+from smoothbench.models.base import Classifier, GAPHead, classifier_head, scaled
 from smoothbench.models.layers import conv, make_dropout, make_smoothing
 from smoothbench.models.registry import register_model
 from smoothbench.models.spec import ModelSpec
@@ -55,11 +55,8 @@ class AlexNet(Classifier):
         )
         self.smooth0, self.smooth1, self.smooth2 = (make_smoothing(spec) for _ in range(3))
         out = 6 if imagenet else 2
-        self.classifier = nn.Sequential(
-            nn.MaxPool2d(kernel_size=pool, stride=2),
-            nn.AdaptiveAvgPool2d((out, out)),
-            MLPHead(out * out * c5, scaled(4096, spec, 64), spec.num_classes),
-        )
+        self.classifier = classifier_head(spec, c5, lambda: GAPHead(c5, spec.num_classes),
+                                          pools=lambda: (nn.MaxPool2d(kernel_size=pool, stride=2),), size=out)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.smooth0(self.layer0(x))
@@ -68,7 +65,7 @@ class AlexNet(Classifier):
         return self.classifier(x)
 
 
-@register_model("alexnet", family="alexnet", smoothing_layers=3, default_dropout=0.1)
+@register_model("alexnet", family="alexnet", smoothing_layers=3, default_dropout=0.1, head="mlp")
 def alexnet(spec: ModelSpec) -> AlexNet:
     """AlexNet (CIFAR: 23,467,722 parameters for 10 classes)."""
     return AlexNet(spec)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from smoothbench.models.base import BNGAPHead, Classifier, scaled
+from smoothbench.models.base import BNGAPHead, Classifier, classifier_head, scaled
 from smoothbench.models.layers import conv, make_dropout, make_smoothing
 from smoothbench.models.registry import register_model
 from smoothbench.models.spec import ModelSpec
@@ -116,7 +116,7 @@ class PreActResNet(Classifier):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.smooth1, self.smooth2, self.smooth3 = (make_smoothing(spec) for _ in range(3))
         self.smooth4 = nn.Sequential()  # no smoothing before the BN-ReLU-GAP head (paper: [1, 1, 1, 0])
-        self.classifier = nn.Sequential(BNGAPHead(channels, spec.num_classes))
+        self.classifier = classifier_head(spec, channels, lambda: BNGAPHead(channels, spec.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.layer0(x)

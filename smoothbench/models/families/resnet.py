@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from smoothbench.errors import UserError
-from smoothbench.models.base import Classifier, GAPHead, scaled
+from smoothbench.models.base import Classifier, GAPHead, classifier_head, scaled
 from smoothbench.models.layers import conv, make_dropout, make_smoothing
 from smoothbench.models.registry import register_model
 from smoothbench.models.spec import ModelSpec
@@ -103,7 +103,7 @@ class ResNet(Classifier):
                                        block.expansion, planes[0], planes, num_blocks)
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.smooth1, self.smooth2, self.smooth3, self.smooth4 = (make_smoothing(spec) for _ in range(4))
-        self.classifier = nn.Sequential(GAPHead(channels, spec.num_classes))
+        self.classifier = classifier_head(spec, channels, lambda: GAPHead(channels, spec.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.layer0(x)

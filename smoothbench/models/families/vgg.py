@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from smoothbench.models.base import Classifier, MLPHead, scaled
+from smoothbench.models.base import Classifier, GAPHead, classifier_head, scaled
 from smoothbench.models.layers import conv, make_dropout, make_smoothing
 from smoothbench.models.registry import register_model
 from smoothbench.models.spec import ModelSpec
@@ -64,11 +64,8 @@ class VGG(Classifier):
             stages.append(nn.Sequential(*layers))
         self.layer0, self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.smooth0, self.smooth1, self.smooth2, self.smooth3, self.smooth4 = (make_smoothing(spec) for _ in range(5))
-        self.classifier = nn.Sequential(
-            nn.MaxPool2d(kernel_size=2, stride=2),
-            nn.AdaptiveAvgPool2d((7, 7)),
-            MLPHead(7 * 7 * channels, scaled(4096, spec, 64), spec.num_classes),
-        )
+        self.classifier = classifier_head(spec, channels, lambda: GAPHead(channels, spec.num_classes),
+                                          pools=lambda: (nn.MaxPool2d(kernel_size=2, stride=2),))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.smooth0(self.layer0(x))
@@ -80,7 +77,7 @@ class VGG(Classifier):
 
 
 def _register(name: str, family: str, block: type[VGGBlock] | type[PreActVGGBlock], depth: int) -> None:
-    register_model(name, family=family, smoothing_layers=5)(lambda spec: VGG(spec, block, CONFIGS[depth]))
+    register_model(name, family=family, smoothing_layers=5, head="mlp")(lambda spec: VGG(spec, block, CONFIGS[depth]))
 
 
 for _depth in CONFIGS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from smoothbench.models.base import BNGAPHead, Classifier, scaled
+from smoothbench.models.base import BNGAPHead, Classifier, classifier_head, scaled
 from smoothbench.models.families.preact_resnet import PreActBasicBlock
 from smoothbench.models.layers import conv, make_smoothing
 from smoothbench.models.registry import register_model
@@ -35,7 +35,7 @@ class WideResNet(Classifier):
                                        widths, [blocks_per_group] * 3)
         self.layer1, self.layer2, self.layer3 = groups
         self.smooth1, self.smooth2, self.smooth3 = (make_smoothing(spec) for _ in range(3))
-        self.classifier = nn.Sequential(BNGAPHead(channels, spec.num_classes))
+        self.classifier = classifier_head(spec, channels, lambda: BNGAPHead(channels, spec.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.layer0(x)
