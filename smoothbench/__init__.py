@@ -28,6 +28,10 @@ _EXPORTS = {
     "run_eval": "smoothbench.pipelines.eval",
     "SweepRequest": "smoothbench.pipelines.corrupt",
     "run_corruption_sweep": "smoothbench.pipelines.corrupt",
+    "OodRequest": "smoothbench.pipelines.ood",
+    "run_ood": "smoothbench.pipelines.ood",
+    "ShiftRequest": "smoothbench.pipelines.shift",
+    "run_shift": "smoothbench.pipelines.shift",
     "ConsistencyRequest": "smoothbench.pipelines.consistency",
     "run_consistency": "smoothbench.pipelines.consistency",
     "LeaderboardRequest": "smoothbench.pipelines.leaderboard",
@@ -38,6 +42,8 @@ _EXPORTS = {
     "make_corrupted_set": "smoothbench.pipelines.make_c",
     "DemoSettings": "smoothbench.pipelines.demo",
     "run_demo": "smoothbench.pipelines.demo",
+    "ReproduceRequest": "smoothbench.pipelines.reproduce",
+    "run_reproduce": "smoothbench.pipelines.reproduce",
     "TrainConfig": "smoothbench.training.config",
     "run_training": "smoothbench.training.loop",
     "build_leaderboard": "smoothbench.leaderboard.build",
@@ -48,6 +54,12 @@ _EXPORTS = {
     "ModelOptions": "smoothbench.models.sources",
     "resolve_model": "smoothbench.models.sources",
     "smooth": "smoothbench.models.surgery",
+    "LandscapeRequest": "smoothbench.pipelines.analyze",
+    "HessianRequest": "smoothbench.pipelines.analyze",
+    "FeaturesRequest": "smoothbench.pipelines.analyze",
+    "run_landscape": "smoothbench.pipelines.analyze",
+    "run_hessian": "smoothbench.pipelines.analyze",
+    "run_features": "smoothbench.pipelines.analyze",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -113,6 +113,37 @@ def evaluation_options(*, exclude: tuple[str, ...] = (), defaults: dict[str, Any
     return _option_group(_SHARED, EvalOptions, "options", exclude=exclude, defaults=defaults)
 
 
+#: name → (type, Typer option): post-hoc calibration flags of ``eval``, ``corrupt`` and ``ood``.
+_CALIBRATION = {
+    "calibrate": (Optional[str], typer.Option(None, "--calibrate", help="temperature (scale each member's logits) "
+                                              "or temperature-mean (scale log of the averaged prediction): fit T per "
+                                              "ensemble size on held-out images; rows get *_ts columns.")),
+    "calibration_split": (int, typer.Option(5000, "--calibration-split", help="Fit on the last N training images "
+                                            "(train with --holdout N to keep them unseen).")),
+    "calibration_data": (Optional[Path], typer.Option(None, "--calibration-data", help="Fit on this image folder "
+                                                      "instead (one sub-folder per class).")),
+}
+
+
+@dataclass
+class CalibrationFlags:
+    """The calibration flags of one command call (see :data:`_CALIBRATION`)."""
+
+    calibrate: Optional[str] = None
+    calibration_split: int = 5000
+    calibration_data: Optional[Path] = None
+
+    def applied(self, settings):
+        """``settings`` (an :class:`~smoothbench.evaluation.settings.EvalSettings`) with these flags."""
+        return settings.with_(calibrate=self.calibrate, calibration_split=self.calibration_split,
+                              calibration_data=None if self.calibration_data is None else str(self.calibration_data))
+
+
+def calibration_options() -> Callable:
+    """The calibration flags, received as ``calibration: CalibrationFlags``."""
+    return _option_group(_CALIBRATION, CalibrationFlags, "calibration")
+
+
 #: name → (type, Typer option): the flags for models from elsewhere (torchvision, timm, the user's builders).
 _MODEL = {
     "weights": (Optional[str], typer.Option(None, "--weights", help="torchvision: DEFAULT, a weights enum name "

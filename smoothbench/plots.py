@@ -159,3 +159,22 @@ def risk_coverage_plot(
     ax.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage", ylabel="selective risk (error rate)", title=title)
     _save_png(fig, path)
     return fig
+
+
+def ood_histogram(scores_in: np.ndarray, scores_out: np.ndarray, path: str | os.PathLike,
+                  title: str = "OOD score", score: str = "score") -> Figure:
+    """Write a PNG of two overlaid density histograms of an OOD score: in-distribution and OOD images, on
+    shared bins (50 over the pooled range), so the overlap the AUROC summarises is visible."""
+    pooled = np.concatenate([scores_in, scores_out])
+    if pooled.size == 0 or not np.isfinite(pooled).all():
+        raise UserError(f"OOD histogram {title!r}: needs finite scores of both sets")
+    low, high = float(pooled.min()), float(pooled.max())
+    edges = np.linspace(low, high if high > low else low + 1.0, 51)
+    fig, (ax,) = _new_figure(6.5, 4.2)
+    ax.hist(scores_in, bins=edges, density=True, alpha=0.55, label=f"in-distribution ({len(scores_in):,})")
+    ax.hist(scores_out, bins=edges, density=True, alpha=0.55, label=f"OOD ({len(scores_out):,})")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    ax.set(xlabel=f"{score} (higher = more in-distribution)", ylabel="density", title=title)
+    _save_png(fig, path)
+    return fig

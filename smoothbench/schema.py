@@ -22,11 +22,14 @@ from typing import Literal
 
 #: Settings that change the numbers of every evaluation row: the MC-dropout seed and the forward precision.
 RUN_SETTINGS = ("seed", "precision")
+#: The post-hoc calibration of eval, corruption and OOD rows: empty, or the mode and the held-out images its
+#: temperatures were fitted on (e.g. ``temperature:cifar10/train[45000:50000]``); it changes the ``*_ts`` columns.
+CALIBRATION_SETTINGS = ("calibration",)
 #: Settings that change the calibration columns (``ece``, ``ece_signed``).
 ECE_SETTINGS = ("ece_mode", "ece_bins")
 #: One clean evaluation (``smoothbench eval``) at one ensemble size.
 EVAL_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ensemble_size", "members", "mc_samples",
-                "subset") + RUN_SETTINGS + ECE_SETTINGS
+                "subset") + RUN_SETTINGS + ECE_SETTINGS + CALIBRATION_SETTINGS
 #: One (corruption, severity) cell of a corruption sweep; severity 0 is the clean set. ``source``
 #: (clean / released / generated) lets released and generated cells share a file; ``corruption_seed`` keys
 #: the random draws of generated cells.
@@ -38,18 +41,28 @@ CONSISTENCY_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "kind", "perturb
 #: The columns that identify one model evaluation (a model at one ensemble size on one dataset, with its
 #: settings): the rows of its corruption cells share them, clean and corrupted alike.
 EVALUATION_IDENTITY = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "members", "mc_samples",
-                       "subset") + RUN_SETTINGS + ECE_SETTINGS
+                       "subset") + RUN_SETTINGS + ECE_SETTINGS + CALIBRATION_SETTINGS
 #: One corruption-summary row: one model evaluation, corruption source and seed, corruption set, baseline.
 SUMMARY_ROW_KEY = EVALUATION_IDENTITY + ("source", "corruption_seed", "corruptions", "baseline")
+
+#: One OOD-detection measurement: the in-distribution test set (``dataset``, ``split``) against the OOD set
+#: ``ood_set`` under one ``score``, at one ensemble size.
+OOD_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ood_set", "score", "ensemble_size", "members",
+               "mc_samples", "subset") + RUN_SETTINGS + CALIBRATION_SETTINGS
+#: One evaluation on a natural-shift set (``shift`` is ``clean`` for the usual test set); ``subset_sha256``
+#: identifies a published image list (``--subset-file``).
+SHIFT_ROW_KEY = EVAL_ROW_KEY + ("shift", "subset_sha256")
 
 #: Columns always read as text (a hex digest made only of digits must not become a number).
 TEXT_COLUMNS = ("model", "arch", "method", "smoothing", "blur", "dataset", "split", "checkpoint_sha256",
                 "data_fingerprint", "c_data_fingerprint", "corruption", "corruption_params", "source", "kind",
                 "perturbation", "smoothbench_version", "ece_mode", "precision", "preprocess", "normalization",
-                "corruptions", "baseline")
+                "corruptions", "baseline", "calibration", "ood_set", "score", "shift", "subset_sha256",
+                "ood_fingerprint")
 #: Columns whose values are whole numbers (or empty): read and written as integers, never as ``7.0``.
 INTEGER_COLUMNS = ("ensemble_size", "members", "mc_samples", "seed", "n_images", "subset", "ece_bins", "severity",
-                   "corruption_seed", "width", "n_corruptions", "n_cells", "n_severities", "n_videos", "frames")
+                   "corruption_seed", "width", "n_corruptions", "n_cells", "n_severities", "n_videos", "frames",
+                   "n_ood")
 #: Columns every result row must have, non-empty: a row without them is not a measurement.
 REQUIRED_COLUMNS = ("model", "ensemble_size")
 
@@ -59,6 +72,14 @@ REQUIRED_COLUMNS = ("model", "ensemble_size")
 ROW_ECE_MODES = ("standard", "reference")
 #: The ``precision`` setting and column: forward passes in float32, or under bfloat16 autocast.
 PRECISIONS = ("fp32", "bf16")
+#: Post-hoc calibration modes (:mod:`smoothbench.evaluation.temperature`): scale each member's logits, or
+#: the log of the averaged prediction.
+CALIBRATIONS = ("temperature", "temperature-mean")
+#: OOD scores of ``smoothbench ood`` (:mod:`smoothbench.metrics.ood`); every one is "higher = more
+#: in-distribution". ``max_logit`` and ``energy`` use the members' mean logits.
+OOD_SCORES = ("msp", "max_logit", "energy", "entropy", "mutual_information", "variation_ratio")
+#: The OOD scores computed when none are named.
+DEFAULT_OOD_SCORES = ("msp", "entropy", "max_logit", "energy", "mutual_information")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -146,14 +167,24 @@ _METRICS = (
     Metric("aupr_out", "higher", True, "average precision with out-of-distribution images positive"),
     Metric("fpr95", "lower", True, "share of OOD images accepted where 95% of in-distribution images are"),
 )
+#: Row metrics that post-hoc calibration changes: each has a ``<name>_ts`` twin computed on the
+#: temperature-scaled prediction (rows with a ``calibration``), with the same direction.
+CALIBRATED_METRICS = ("acc", "nll", "brier", "ece", "ece_signed", "mce", "rmsce", "aurc")
+_CALIBRATED = tuple(Metric(f"{m.name}_ts", m.better, m.percent, f"{m.meaning}, after temperature scaling")
+                    for m in _METRICS if m.name in CALIBRATED_METRICS)
+_CALIBRATION_METRICS = (Metric("temperature", "none", False, "fitted temperature T (1 = unchanged; > 1 softens)"),)
 #: Every metric column, by name.
-METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+METRICS: dict[str, Metric] = {m.name: m for m in _METRICS + _CALIBRATED + _CALIBRATION_METRICS}
 
 #: Per-row metric columns written by ``smoothbench.metrics.summarize`` (fractions), in its order.
 ROW_METRICS = ("acc", "top5", "nll", "brier", "entropy", "ece", "ece_signed", "ece_adaptive", "ece_classwise",
                "auroc_misclf", "acc_90", "unc_90", "freq_90", "iou", "mce", "rmsce", "brier_reliability",
                "brier_resolution", "brier_uncertainty", "aurc", "eaurc", "augrc", "risk_at_80", "coverage_at_5",
                "mutual_information", "expected_entropy", "disagreement", "variation_ratio")
+#: The ``*_ts`` columns of calibrated rows, in :data:`CALIBRATED_METRICS` order.
+CALIBRATED_ROW_METRICS = tuple(f"{name}_ts" for name in CALIBRATED_METRICS)
+#: Metric columns of OOD rows (``smoothbench.metrics.ood_metrics``; ``auroc`` is written ``auroc_ood``).
+OOD_METRICS = ("auroc_ood", "aupr_in", "aupr_out", "fpr95")
 #: Metric columns of ensemble-size consistency rows (``kind = mc-size``), besides ``accuracy``.
 MC_SIZE_METRICS = ("agreement", "flip_rate", "tv", "kl", "seed_agreement", "seed_tv")
 #: Metric columns of CIFAR-10-P rows (``kind = perturbation``) that the leaderboard averages.

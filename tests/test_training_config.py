@@ -68,7 +68,7 @@ def test_trajectory_keeps_the_flat_keys_of_older_checkpoints():
     """A resume compares the trajectory stored in a checkpoint; 0.1.0 stored flat keys, so they must stay (the
     model's source is new: an older checkpoint without it counts as None, a smoothbench architecture)."""
     trajectory = resolve_config(train_config(method="mcdo", width=8, dataset="cifar10")).trajectory()
-    assert list(trajectory) == ["arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width", "source", "dataset",
-                                "subset", "epochs", "warmup_epochs", "batch_size", "lr", "momentum", "weight_decay",
-                                "schedule", "milestones", "gamma", "seed", "precision", "sync_bn"]
+    assert list(trajectory) == ["arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width", "head", "source",
+                                "dataset", "subset", "holdout", "epochs", "warmup_epochs", "batch_size", "lr", "momentum",
+                                "weight_decay", "schedule", "milestones", "gamma", "seed", "precision", "sync_bn"]
     assert (trajectory["method"], trajectory["width"], trajectory["milestones"]) == ("mcdo", 8, [60, 120, 160])

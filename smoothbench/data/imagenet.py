@@ -55,7 +55,8 @@ class ImageFolderSource:
     (its ``crop``, default ``image_size``). ``resize`` fixes the resize for this folder whatever the model
     asks: ``None`` never resizes (ImageNet-C, whose images are already 224 px, Hendrycks' protocol), a number
     always uses it; :data:`MODEL_RESIZE` (the default) takes the recipe's. Training: RandomResizedCrop(crop) +
-    HFlip. Workers decode to uint8; normalisation runs batched on the device.
+    HFlip. Workers decode to uint8; normalisation runs batched on the device. ``samples`` (``(path, label)``
+    pairs) replaces the class-folder scan.
     """
 
     source = "clean"
@@ -70,13 +71,17 @@ class ImageFolderSource:
         workers: int = 4,
         image_size: int = 224,
         resize: int | str | None = MODEL_RESIZE,
+        samples: Sequence[tuple[str, int]] | None = None,
     ) -> None:
         self.name, self.split, self.root = name, split, Path(root)
         if not self.root.is_dir():
             raise UserError(f"image folder {self.root} not found; see data/README.md for the expected layout")
-        self.classes = list(classes) if classes is not None else find_classes(self.root)[0]
-        class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        self.samples = make_dataset(self.root, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+        if samples is not None:  # files listed by the caller (e.g. an unlabelled folder): ``classes`` names the labels
+            self.classes, self.samples = list(classes or ()), list(samples)
+        else:
+            self.classes = list(classes) if classes is not None else find_classes(self.root)[0]
+            class_to_idx = {c: i for i, c in enumerate(self.classes)}
+            self.samples = make_dataset(self.root, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
         if not self.samples:
             raise UserError(f"no images found under {self.root}/<class>/; see data/README.md for the expected layout")
         self.workers, self.image_size, self.resize = workers, image_size, resize

@@ -19,6 +19,7 @@ from smoothbench import distributed
 from smoothbench.errors import UserError, param
 from smoothbench.evaluation.ensembles import announce_long_run
 from smoothbench.evaluation.members import Members
+from smoothbench.evaluation.calibration import Calibration
 from smoothbench.evaluation.scoring import Profile, Row, evaluate, size_columns
 from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.progress import Progress
@@ -195,6 +196,7 @@ def corruption_sweep(
     *,
     progress: Progress | None = None,
     on_cell: Callable[[list[Row]], None] | None = None,
+    calibration: Calibration | None = None,
 ) -> tuple[list[Row], Profile]:
     """Evaluate every (corruption, severity) cell; each finished cell is appended to ``out`` at once.
 
@@ -202,7 +204,8 @@ def corruption_sweep(
     where it stopped and never duplicates a row. The clean test set is severity 0. Under torchrun rank 0
     reads ``out`` and tells the others which cells are done, and only rank 0 appends. Returns the rows
     computed by this call and where the time went (:class:`Profile`). ``settings.device`` must be resolved
-    (:meth:`EvalSettings.on_device`).
+    (:meth:`EvalSettings.on_device`). ``calibration``: temperatures fitted on clean held-out images, applied to
+    every cell.
     """
     members.check_dataset(sweep.clean_dataset)
     profile = Profile()
@@ -221,7 +224,7 @@ def corruption_sweep(
         context = {"dataset": sweep.dataset, "split": "test", "corruption": corruption, "severity": severity,
                    "corruption_params": sweep.params, "source": origin,
                    "corruption_seed": sweep.corruption_seed if origin == "generated" else ""}
-        probe = {**members.columns(), **context}
+        probe = {**members.columns(), **context, "calibration": "" if calibration is None else calibration.column}
         if all(store.row_key({**probe, **size}, CORRUPTION_ROW_KEY, settings) in done for size in sizes):
             if progress is not None:
                 progress.advance(0, f"{corruption} {severity}: done")
@@ -230,7 +233,8 @@ def corruption_sweep(
         with profile.section("data"):
             source = sources.cell(corruption, severity)
         members.check_dataset(sweep.clean_dataset, source.num_classes)
-        rows, predictions = evaluate(members, source, settings, context=context, announce=False)
+        rows, predictions = evaluate(members, source, settings, context=context, announce=False,
+                                     calibration=calibration)
         if not announced:  # the first cell computed tells the pace of the rest
             left = len(cells) - position
             announce_long_run((time.perf_counter() - cell_start) * left, predictions.sample_forwards * left,

@@ -20,7 +20,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,11 @@ from smoothbench.progress import Progress
 class EnsemblePredictions:
     """Averaged probabilities per requested ensemble size, for every image of a source, and the running sums
     of ensemble diversity at each size: the members' entropies summed per image (``entropy_sums``) and their
-    argmax votes per image and class (``votes``); a member is an MC sample, or a deep-ensemble model."""
+    argmax votes per image and class (``votes``); a member is an MC sample, or a deep-ensemble model.
+
+    Optional (see :func:`predict`): the members' mean logits per size (``mean_logits``), the temperature-scaled
+    predictions per size (``calibrated``, with their ``temperatures``) and every pass's logits
+    (``member_logits``, ``[passes, N, K]``)."""
 
     sizes: list[int]
     probs: dict[int, np.ndarray]
@@ -50,6 +54,10 @@ class EnsemblePredictions:
     timings: dict[str, float] = field(default_factory=dict)
     entropy_sums: dict[int, np.ndarray] = field(default_factory=dict)
     votes: dict[int, np.ndarray] = field(default_factory=dict)
+    mean_logits: dict[int, np.ndarray] = field(default_factory=dict)
+    calibrated: dict[int, np.ndarray] = field(default_factory=dict)
+    temperatures: dict[int, float] = field(default_factory=dict)
+    member_logits: np.ndarray | None = None
 
     def diversity(self, size: int) -> DiversitySums | None:
         """The :class:`~smoothbench.metrics.diversity.DiversitySums` of the first ``size`` members (``None``
@@ -166,7 +174,7 @@ def default_mc_chunk(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 8
 
 
-def _sample_probs(
+def _sample_logits(
     model: torch.nn.Module,
     forward: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -176,8 +184,10 @@ def _sample_probs(
     seed: int,
     precision: str,
     stochastic: bool,
+    class_mask: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Softmax probabilities ``[len(sample_ids), B, K]`` of several MC samples in one forward (batch repeated).
+    """Float32 logits ``[len(sample_ids), B, K]`` of several MC samples in one forward (batch repeated), restricted
+    to the ``class_mask`` columns when one is given.
 
     ``forward`` is ``model`` itself or its ``torch.compile`` wrapper; the MC keys are always set on ``model``.
     """
@@ -189,7 +199,31 @@ def _sample_probs(
         model.set_mc_keys(mc_row_keys(seed, idx.repeat(n), samples))
     with autocast(x.device, precision):
         logits = forward(xr)
-    return torch.softmax(logits.float(), dim=-1).view(n, batch, -1)
+    logits = logits.float().view(n, batch, -1)
+    return logits if class_mask is None else logits.index_select(-1, class_mask)
+
+
+class _Step:
+    """One step of the running sums: the pass logits of one member, or of one MC sample (``[passes, B, K]``)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = logits
+
+    def probs(self, temperature: float = 1.0) -> torch.Tensor:
+        """The member's probabilities: the mean over its passes of softmax(z / T), summed one pass at a time so
+        the sums are the same for any ``mc_chunk``."""
+        scaled = self.logits if temperature == 1.0 else self.logits / temperature
+        passes = torch.softmax(scaled, dim=-1)
+        if len(passes) == 1:
+            return passes[0]
+        total = torch.zeros_like(passes[0])
+        for sample in passes:
+            total += sample
+        return total / len(passes)
+
+    def mean_logits(self) -> torch.Tensor:
+        """The member's logits averaged over its passes."""
+        return self.logits[0] if len(self.logits) == 1 else self.logits.mean(0)
 
 
 @torch.inference_mode()
@@ -211,6 +245,10 @@ def predict(
     compile: bool = False,
     announce: bool = True,
     diversity: bool = True,
+    class_mask: Sequence[int] | None = None,
+    logits: bool = False,
+    temperatures: Mapping[int, float] | None = None,
+    member_logits: bool = False,
 ) -> EnsemblePredictions:
     """Averaged probabilities of ``models`` on every image of ``source`` at each requested size.
 
@@ -227,6 +265,13 @@ def predict(
     than :data:`LONG_RUN_SECONDS`, say the planned work with a :class:`LongRunWarning` (callers that run many
     such passes, like sweeps, announce once themselves). ``diversity``: keep the running entropy and vote sums
     of the members (:meth:`EnsemblePredictions.diversity`; off only to measure what they cost).
+
+    Optional outputs of the same pass: ``class_mask`` restricts every forward's logits to these output
+    columns before the softmax (ImageNet-A/R's 200 of 1000 classes); ``logits`` keeps the mean of the members'
+    logits per size (``mean_logits``, for max-logit and energy scores); ``temperatures`` (size → T) keeps the
+    temperature-scaled prediction per size, ``(1/k) Σ_j softmax(z_j / T_k)`` (``calibrated``); ``member_logits``
+    keeps every pass's logits, ``[passes, N, K]`` in host memory (for fitting temperatures on a small
+    calibration set: a deep ensemble's member ``j`` owns passes ``j·mc_samples`` to ``(j+1)·mc_samples − 1``).
     """
     sizes = parse_sizes(sizes)
     members, per_member = check_plan(models, sizes, mc_samples)
@@ -235,6 +280,9 @@ def predict(
     if mc_chunk < 1:
         raise UserError(f"{param('mc_chunk')} must be at least 1, got {mc_chunk}")
     spec = models[0].spec
+    mask = _class_mask(class_mask, spec.num_classes, device)
+    classes = spec.num_classes if mask is None else len(mask)
+    temperatures = _checked_temperatures(temperatures, sizes)
     models = list(models[: max(sizes)])  # a deep ensemble's members beyond the largest size are never used
     for model in models:
         model.to(device)
@@ -251,9 +299,13 @@ def predict(
     index_offset += first
     progress = distributed.scaled_progress(progress, len(shard), len(source))
     n = len(shard)
-    out = {k: torch.empty((n, spec.num_classes), dtype=torch.float32, device=device) for k in sizes}
+    passes_per_step = 1 if members == 1 else per_member
+    out = {k: torch.empty((n, classes), dtype=torch.float32, device=device) for k in sizes}
     out_entropy = {k: torch.empty(n, dtype=torch.float32, device=device) for k in sizes}
-    out_votes = {k: torch.empty((n, spec.num_classes), dtype=torch.int32, device=device) for k in sizes}
+    out_votes = {k: torch.empty((n, classes), dtype=torch.int32, device=device) for k in sizes}
+    out_logits = {k: torch.empty((n, classes), dtype=torch.float32, device=device) for k in sizes} if logits else {}
+    out_calibrated = {k: torch.empty((n, classes), dtype=torch.float32, device=device) for k in temperatures}
+    all_logits = torch.empty((steps * passes_per_step, n, classes), dtype=torch.float32) if member_logits else None
     labels = torch.empty(n, dtype=torch.int64, device=device)
     timer = SectionTimer(("data", "forward"), device, sync=profile)
     forwards = 0
@@ -271,45 +323,93 @@ def predict(
             rows = idx.to(device)
             idx = idx + index_offset
             labels[rows] = y.to(device)
-            running = torch.zeros(x.shape[0], spec.num_classes, device=device, dtype=torch.float32)
-            entropy = torch.zeros(x.shape[0], device=device, dtype=torch.float32)
-            votes = torch.zeros(x.shape[0], spec.num_classes, device=device, dtype=torch.int32)
+            batch = x.shape[0]
+            running = torch.zeros(batch, classes, device=device, dtype=torch.float32)
+            entropy = torch.zeros(batch, device=device, dtype=torch.float32)
+            votes = torch.zeros(batch, classes, device=device, dtype=torch.int32)
+            logit_sum = torch.zeros_like(running) if logits else None
+            calibrated = {k: torch.zeros_like(running) for k in temperatures}
             done = 0
             while done < steps:
                 if members == 1:
                     chunk = min(mc_chunk, steps - done)
-                    probs = _sample_probs(models[0], runners[0], x, idx, range(done, done + chunk), seed=seed,
-                                          precision=precision, stochastic=stochastic[0])
+                    sample_logits = _sample_logits(models[0], runners[0], x, idx, range(done, done + chunk), seed=seed,
+                                                   precision=precision, stochastic=stochastic[0], class_mask=mask)
+                    chunk_steps = [_Step(sample_logits[s: s + 1]) for s in range(chunk)]
                     forwards += chunk
                 else:
-                    chunk = 1
-                    member_sum = torch.zeros_like(running)
+                    parts = []
                     for start in range(0, per_member, mc_chunk):
                         ids = range(done * per_member + start, done * per_member + min(start + mc_chunk, per_member))
-                        for sample in _sample_probs(models[done], runners[done], x, idx, ids, seed=seed,
-                                                    precision=precision, stochastic=stochastic[done]):
-                            member_sum += sample  # one sample at a time: the same sums for any mc_chunk
+                        parts.append(_sample_logits(models[done], runners[done], x, idx, ids, seed=seed,
+                                                    precision=precision, stochastic=stochastic[done], class_mask=mask))
                         forwards += len(ids)
-                    probs = (member_sum / per_member).unsqueeze(0)
-                for step in range(chunk):  # one step at a time, so the sums do not depend on the chunking
-                    running = running + probs[step]
+                    chunk_steps = [_Step(torch.cat(parts) if len(parts) > 1 else parts[0])]
+                for offset, step in enumerate(chunk_steps):  # one step at a time: sums independent of the chunking
+                    position = done + offset  # 0-based member index
+                    probs = step.probs()
+                    running = running + probs
                     if diversity:
-                        entropy = entropy + torch.special.entr(probs[step]).sum(-1)
-                        votes.scatter_add_(1, probs[step].argmax(-1, keepdim=True), ones[: x.shape[0]])
-                    if done + step + 1 in wanted:
-                        k = done + step + 1
+                        entropy = entropy + torch.special.entr(probs).sum(-1)
+                        votes.scatter_add_(1, probs.argmax(-1, keepdim=True), ones[:batch])
+                    if logit_sum is not None:
+                        logit_sum = logit_sum + step.mean_logits()
+                    for k, temperature in temperatures.items():
+                        if position < k:
+                            calibrated[k] = calibrated[k] + step.probs(temperature)
+                    if all_logits is not None:
+                        first_pass = position * passes_per_step
+                        all_logits[first_pass: first_pass + passes_per_step, rows.cpu()] = step.logits.cpu()
+                    k = position + 1
+                    if k in wanted:
                         out[k][rows], out_entropy[k][rows], out_votes[k][rows] = running / k, entropy, votes
-                done += chunk
+                        if logit_sum is not None:
+                            out_logits[k][rows] = logit_sum / k
+                        if k in calibrated:
+                            out_calibrated[k][rows] = calibrated[k] / k
+                done += len(chunk_steps)
             timer.charge("forward", forward_start)
             if progress is not None:
-                progress.advance(x.shape[0])
+                progress.advance(batch)
     finally:
         for model in models:
             model.mc(False)
             model.set_mc_keys(None)
-    probs = {k: distributed.gather_rows(v.cpu().numpy()) for k, v in out.items()}
-    entropy_sums = {k: distributed.gather_rows(v.cpu().numpy()) for k, v in out_entropy.items()} if diversity else {}
-    votes = {k: distributed.gather_rows(v.cpu().numpy()) for k, v in out_votes.items()} if diversity else {}
-    labels = distributed.gather_rows(labels.cpu().numpy())
-    return EnsemblePredictions(sizes, probs, labels, members, per_member, forwards, dict(timer.seconds), entropy_sums,
-                               votes)
+
+    def gathered(arrays: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
+        return {k: distributed.gather_rows(v.cpu().numpy()) for k, v in arrays.items()}
+
+    kept_logits = None
+    if all_logits is not None:  # gathered along the image axis
+        kept_logits = distributed.gather_rows(all_logits.transpose(0, 1).numpy()).transpose(1, 0, 2)
+    return EnsemblePredictions(
+        sizes, gathered(out), distributed.gather_rows(labels.cpu().numpy()), members, per_member, forwards,
+        dict(timer.seconds), gathered(out_entropy) if diversity else {}, gathered(out_votes) if diversity else {},
+        mean_logits=gathered(out_logits), calibrated=gathered(out_calibrated), temperatures=dict(temperatures),
+        member_logits=kept_logits)
+
+
+def _class_mask(class_mask: Sequence[int] | None, num_classes: int, device: torch.device) -> torch.Tensor | None:
+    """``class_mask`` as a device index tensor, checked against the model's ``num_classes`` outputs."""
+    if class_mask is None:
+        return None
+    mask = np.asarray(class_mask)
+    if mask.ndim != 1 or len(mask) < 2 or mask.dtype.kind not in "iu":
+        raise UserError(f"a class mask must list at least two output indices, got {mask.shape} {mask.dtype}")
+    if mask.min() < 0 or mask.max() >= num_classes or len(np.unique(mask)) != len(mask):
+        raise UserError(f"the class mask needs distinct indices in 0..{num_classes - 1} (the model has {num_classes} "
+                        f"outputs); it has {mask.min()}..{mask.max()} with {len(mask) - len(np.unique(mask))} repeats")
+    return torch.as_tensor(mask, dtype=torch.int64, device=device)
+
+
+def _checked_temperatures(temperatures: Mapping[int, float] | None, sizes: Sequence[int]) -> dict[int, float]:
+    """``{size: T}`` for requested sizes only, every ``T`` a positive finite float."""
+    if not temperatures:
+        return {}
+    unknown = sorted(set(temperatures) - set(sizes))
+    if unknown:
+        raise UserError(f"temperatures were given for sizes {unknown} that were not asked for ({list(sizes)})")
+    checked = {int(k): float(t) for k, t in temperatures.items()}
+    if not all(math.isfinite(t) and t > 0 for t in checked.values()):
+        raise UserError(f"temperatures must be positive and finite, got {checked}")
+    return checked

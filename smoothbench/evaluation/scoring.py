@@ -12,10 +12,12 @@ import torch
 from smoothbench import __version__, metrics
 from smoothbench.errors import UserError, param
 from smoothbench.evaluation.ensembles import EnsemblePredictions, predict
+from smoothbench.evaluation.calibration import Calibration
 from smoothbench.evaluation.members import Members
 from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.fileio import atomic_open
 from smoothbench.progress import Progress
+from smoothbench.schema import CALIBRATED_METRICS
 from smoothbench.timing import SectionTimer
 
 Row = dict[str, object]
@@ -86,28 +88,49 @@ def score(predictions: EnsemblePredictions, settings: EvalSettings) -> list[Row]
 
 
 def predict_with(settings: EvalSettings, models: Sequence[torch.nn.Module], source, *, seed: int | None = None,
-                 index_offset: int = 0, progress: Progress | None = None, announce: bool = True) -> EnsemblePredictions:
-    """:func:`smoothbench.evaluation.ensembles.predict` with ``settings``' sampling and speed options
-    (``settings.device`` must be resolved: :meth:`EvalSettings.on_device`); ``seed`` overrides the MC seed."""
-    return predict(models, source, settings.ensembles, mc_samples=settings.mc_samples,
-                   seed=settings.seed if seed is None else seed, index_offset=index_offset,
-                   batch_size=settings.batch_size, mc_chunk=settings.mc_chunk, device=settings.device,
-                   precision=settings.precision, channels_last=settings.channels_last, progress=progress,
-                   profile=settings.profile, compile=settings.compile, announce=announce)
+                 index_offset: int = 0, progress: Progress | None = None, announce: bool = True,
+                 calibration: Calibration | None = None, **outputs) -> EnsemblePredictions:
+    """:func:`smoothbench.evaluation.ensembles.predict` with ``settings``' sampling, class mask and speed options
+    (``settings.device`` must be resolved: :meth:`EvalSettings.on_device`); ``seed`` overrides the MC seed.
+    ``calibration`` adds its temperature-scaled predictions; ``outputs`` asks ``predict`` for more
+    (``logits``, ``member_logits``)."""
+    predictions = predict(
+        models, source, settings.ensembles, mc_samples=settings.mc_samples, seed=settings.seed if seed is None else seed,
+        index_offset=index_offset, batch_size=settings.batch_size, mc_chunk=settings.mc_chunk, device=settings.device,
+        precision=settings.precision, channels_last=settings.channels_last, progress=progress,
+        profile=settings.profile, compile=settings.compile, announce=announce, class_mask=settings.class_mask,
+        temperatures=None if calibration is None else calibration.member_temperatures, **outputs)
+    if calibration is not None:
+        calibration.apply(predictions)
+    return predictions
+
+
+def calibrated_columns(predictions: EnsemblePredictions, size: int, settings: EvalSettings) -> Row:
+    """The ``*_ts`` twins (:data:`smoothbench.schema.CALIBRATED_METRICS`) and ``temperature`` of one size;
+    nothing for uncalibrated predictions."""
+    if size not in predictions.calibrated:
+        return {}
+    scores = metrics.summarize(predictions.calibrated[size], predictions.labels, ece_bins=settings.ece_bins,
+                               ece_mode=settings.ece_mode, include=CALIBRATED_METRICS)
+    return {**{f"{name}_ts": scores[name] for name in CALIBRATED_METRICS}, "temperature": predictions.temperatures[size]}
 
 
 def evaluate(members: Members, source, settings: EvalSettings, *, context: Row | None = None,
-             progress: Progress | None = None, announce: bool = True) -> tuple[list[Row], EnsemblePredictions]:
+             progress: Progress | None = None, announce: bool = True,
+             calibration: Calibration | None = None) -> tuple[list[Row], EnsemblePredictions]:
     """Predict and score ``source``: one tidy row per ensemble size, plus the predictions themselves.
 
     ``context`` adds identifying columns (dataset, split, corruption, severity, source...); ``announce`` as
-    in :func:`~smoothbench.evaluation.ensembles.predict`.
+    in :func:`~smoothbench.evaluation.ensembles.predict`; ``calibration`` (fitted on held-out images) adds
+    the temperature-scaled columns.
     """
-    predictions = predict_with(settings, members.models, source, progress=progress, announce=announce)
+    predictions = predict_with(settings, members.models, source, progress=progress, announce=announce,
+                               calibration=calibration)
     head = {**members.columns(), **(context or {})}
-    tail = provenance(settings, source, members)
+    tail = {**provenance(settings, source, members), "calibration": "" if calibration is None else calibration.column}
     start = time.perf_counter()
-    rows = [{**head, **row, **tail} for row in score(predictions, settings)]
+    rows = [{**head, **row, **calibrated_columns(predictions, row["ensemble_size"], settings), **tail}
+            for row in score(predictions, settings)]
     predictions.timings["metrics"] = time.perf_counter() - start
     return rows, predictions
 

@@ -9,7 +9,7 @@ import torch
 
 from smoothbench.errors import UserError, param
 from smoothbench.evaluation.ensembles import parse_sizes
-from smoothbench.schema import PRECISIONS, ROW_ECE_MODES
+from smoothbench.schema import CALIBRATIONS, PRECISIONS, ROW_ECE_MODES
 
 #: ECE bins when none are asked for: 15 (the usual choice), or the paper code's 10 with ``reference`` binning.
 DEFAULT_ECE_BINS = {"standard": 15, "reference": 10}
@@ -24,6 +24,14 @@ class EvalSettings:
     keys the MC-dropout masks. ``ece_mode`` / ``ece_bins``: the binning of the ``ece`` column
     (``ece_bins=None`` means 15, or 10 with ``reference``). ``subset``: evaluate the first N images.
     ``seed``, ``precision``, ``ece_bins``, ``ece_mode`` and ``subset`` are recorded in the rows' provenance.
+    ``class_mask``: score only these output columns (ImageNet-A/R's 200 of 1000 classes; the softmax runs over
+    them).
+
+    Post-hoc calibration (:mod:`smoothbench.evaluation.calibration`): ``calibrate`` is ``None``,
+    ``temperature`` (scale every member's logits) or ``temperature-mean`` (scale log p̄), fitted per ensemble
+    size on the last ``calibration_split`` training images, or on ``calibration_data`` (an image folder with
+    one sub-folder per class) when given. Rows then carry ``*_ts`` twins of the calibration metrics, the
+    fitted ``temperature`` and the ``calibration`` they used.
 
     Speed only (results equal up to float rounding, not recorded): ``batch_size`` images per forward,
     ``mc_chunk`` MC samples per forward (``None``: 1 on a CPU, 8 on a GPU), ``device`` (``auto``, ``cpu``,
@@ -44,6 +52,10 @@ class EvalSettings:
     ece_mode: str = "standard"
     subset: int | None = None
     profile: bool = False
+    class_mask: tuple[int, ...] | None = None
+    calibrate: str | None = None
+    calibration_split: int = 5000
+    calibration_data: str | None = None
 
     def __post_init__(self) -> None:
         self.ensembles = parse_sizes(self.ensembles)
@@ -59,6 +71,15 @@ class EvalSettings:
             raise UserError(f"{param('batch_size')} must be at least 1, got {self.batch_size}")
         if self.subset is not None and self.subset < 1:
             raise UserError(f"{param('subset')} must be at least 1, got {self.subset}")
+        if self.calibrate not in (None, *CALIBRATIONS):
+            raise UserError(f"{param('calibrate')} must be one of {', '.join(CALIBRATIONS)}, got {self.calibrate!r}")
+        if self.calibration_split < 1:
+            raise UserError(f"{param('calibration_split')} must be at least 1, got {self.calibration_split}")
+        if self.calibration_data is not None and self.calibrate is None:
+            raise UserError(f"{param('calibration_data')} is for {param('calibrate')}; add {param('calibrate')} "
+                            "temperature")
+        if self.class_mask is not None:
+            self.class_mask = tuple(int(i) for i in self.class_mask)
 
     @property
     def largest(self) -> int:

@@ -29,6 +29,8 @@ from smoothbench.metrics.selective import (augrc, aurc, coverage_at_risk, eaurc,
                                            risk_coverage_curve)
 from smoothbench.metrics.summary import summarize
 
+from smoothbench.metrics.soft_labels import soft_label_nll
+
 __all__ = ["ECE_MODES", "Predictions", "acc_90", "accuracy", "as_predictions", "brier", "ece", "ece_signed", "entropy",
            "freq_90", "iou", "misclassification_auroc", "nll", "reliability_bins", "summarize", "top5", "unc_90",
            # uncertainty beyond the paper
@@ -37,4 +39,4 @@ __all__ = ["ECE_MODES", "Predictions", "acc_90", "accuracy", "as_predictions", "
            "expected_entropy", "max_logit", "mce", "msp", "mutual_information", "mutual_information_score",
            "ood_metrics", "oracle_aurc", "per_image_disagreement", "per_image_entropy", "per_image_expected_entropy",
            "per_image_mutual_information", "per_image_variation_ratio", "risk_at_coverage", "risk_coverage_curve",
-           "rmsce", "variation_ratio", "variation_ratio_score"]
+           "rmsce", "soft_label_nll", "variation_ratio", "variation_ratio_score"]

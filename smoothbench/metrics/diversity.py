@@ -97,6 +97,8 @@ def per_image_expected_entropy(members: DiversitySums | object) -> np.ndarray:
 def per_image_mutual_information(members: DiversitySums | object) -> np.ndarray:
     """H(p̄_i) − (1/M) Σ_m H(p_mi) per image, nats, clipped at 0: the epistemic part (0 for M = 1)."""
     sums = _as_sums(members)
+    if sums.members == 1:  # exactly 0: the difference of two rounded sums would be noise around it
+        return np.zeros(len(sums.entropy_sum))
     mean = sums.prob_sum / sums.members
     return np.maximum(per_image_entropy(mean) - per_image_expected_entropy(sums), 0.0)
 

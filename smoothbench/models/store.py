@@ -111,6 +111,8 @@ def load_model_file(path: str | os.PathLike):
     model.mc(False)
     model.checkpoint_sha256 = sha256_file(path)
     model.source_path = str(path)
+    meta = payload.get("meta")
+    model.training_meta = dict(meta) if isinstance(meta, dict) else {}
     return model, payload
 
 

@@ -14,6 +14,7 @@ from smoothbench import distributed, plots
 from smoothbench.evaluation.corruption_cells import CorruptionSweep, corruption_sweep
 from smoothbench.evaluation.members import load_members
 from smoothbench.evaluation.scoring import Profile
+from smoothbench.evaluation.calibration import Calibration, fit_calibration
 from smoothbench.evaluation.settings import EvalSettings
 from smoothbench.progress import Progress
 from smoothbench.results.baselines import load_baseline
@@ -66,14 +67,16 @@ class SweepResult:
     seconds: float
 
 
-def this_sweep(rows: pd.DataFrame, request: SweepRequest, members, settings: EvalSettings) -> pd.DataFrame:
+def this_sweep(rows: pd.DataFrame, request: SweepRequest, members, settings: EvalSettings,
+               calibration: Calibration | None = None) -> pd.DataFrame:
     """The rows of ``out`` that this sweep made or would make: its model, data, sizes and settings (other runs
     in the same file, perhaps still going on, are summarised by their own sweeps, never half done here)."""
     from smoothbench.results.store import row_key
 
     wanted = {"model": members.name, "checkpoint_sha256": members.checkpoint_sha256,
               "dataset": request.sweep.dataset, "subset": settings.subset, "seed": settings.seed,
-              "precision": settings.precision, "ece_mode": settings.ece_mode, "ece_bins": settings.ece_bins}
+              "precision": settings.precision, "ece_mode": settings.ece_mode, "ece_bins": settings.ece_bins,
+              "calibration": "" if calibration is None else calibration.column}
     key = row_key(wanted, list(wanted))
     mine = [row_key(record, list(wanted)) == key for record in rows.to_dict("records")]
     rows = rows[mine]
@@ -99,11 +102,15 @@ def run_corruption_sweep(request: SweepRequest, *, progress: Progress | None = N
     if progress is not None:
         progress.start(len(request.sweep.cells()), f"corrupt {members.name}")
     start = time.perf_counter()
-    rows, profile = corruption_sweep(members, request.sweep, settings, request.out, progress=progress)
+    sweep = request.sweep
+    calibration = fit_calibration(members, settings, sweep.clean_dataset,
+                                  sweep.data_dir if sweep.generate else sweep.clean_data_dir)
+    rows, profile = corruption_sweep(members, sweep, settings, request.out, progress=progress,
+                                     calibration=calibration)
     seconds = time.perf_counter() - start
     summary, files = pd.DataFrame(), []
     if distributed.is_main_process():  # rank 0 wrote the rows and writes the summary
-        table = this_sweep(read_results([request.out]), request, members, settings)
+        table = this_sweep(read_results([request.out]), request, members, settings, calibration)
         summary = summarize_corruptions(table, baseline)
         write_rows(request.summary_path, summary, key_columns=SUMMARY_ROW_KEY)
         files = [Path(request.out), request.summary_path]

@@ -13,6 +13,7 @@ import pandas as pd
 from smoothbench import distributed, metrics, plots
 from smoothbench.data import get_dataset
 from smoothbench.errors import UserError, param
+from smoothbench.evaluation.calibration import fit_calibration
 from smoothbench.evaluation.ensembles import EnsemblePredictions
 from smoothbench.evaluation.members import Members, load_members
 from smoothbench.evaluation.scoring import Profile, evaluate, save_probs
@@ -36,7 +37,8 @@ class EvalRequest:
     ``dataset``: the dataset to evaluate on (default: the checkpoint's), read from ``data_dir``
     (``download`` fetches CIFAR if absent); ``split``: ``test`` or ``train``. Files: ``out`` (CSV or JSON
     results; ``format`` overrides the suffix; rows of the same key are replaced), ``save_probs`` (averaged
-    probabilities + labels, ``.npz``), ``plot`` (a folder for reliability diagrams, PNG + CSV per size).
+    probabilities + labels, ``.npz``), ``plot`` (a folder for reliability diagrams, PNG + CSV per size, and the risk-coverage curves: CSV per
+    size, one PNG of all sizes).
     """
 
     models: Sequence[PathLike]
@@ -93,8 +95,12 @@ def run_eval(request: EvalRequest, *, progress: Progress | None = None) -> EvalR
         passes = settings.largest * (1 if len(members.models) == 1 else (settings.mc_samples or 1))
         progress.start(len(source), f"eval {members.name} ({passes} passes)")
     start = time.perf_counter()
+    calibration = fit_calibration(members, settings, name, request.data_dir, download=request.download,
+                                  progress=progress)
+    if progress is not None and calibration is not None:
+        progress.start(len(source), f"eval {members.name} ({passes} passes)")
     rows, predictions = evaluate(members, source, settings, context={"dataset": name, "split": request.split},
-                                 progress=progress)
+                                 progress=progress, calibration=calibration)
     io_start = time.perf_counter()
     files = _write_files(request, members, name, settings, rows, predictions) if distributed.is_main_process() else []
     predictions.timings["io"] = time.perf_counter() - io_start
@@ -127,6 +133,7 @@ def _write_files(request: EvalRequest, members: Members, dataset: str, settings:
     if request.plot is not None:
         folder = Path(request.plot)
         folder.mkdir(parents=True, exist_ok=True)
+        curves = {}
         for size in predictions.sizes:
             bins = metrics.reliability_bins(predictions.probs[size], predictions.labels, bins=settings.ece_bins,
                                             mode=settings.ece_mode)
@@ -135,5 +142,13 @@ def _write_files(request: EvalRequest, members: Members, dataset: str, settings:
                 bins.to_csv(handle, index=False)
             plots.reliability_diagram(bins, folder / f"{stem}_reliability.png",
                                       title=f"{members.name} on {dataset}, size {size}")
-            files += [folder / f"{stem}_reliability.csv", folder / f"{stem}_reliability.png"]
+            curve = metrics.risk_coverage_curve(predictions.probs[size], predictions.labels)
+            with atomic_open(folder / f"{stem}_risk_coverage.csv") as handle:
+                curve.to_csv(handle, index=False)
+            curves[f"size {size}"] = curve
+            files += [folder / f"{stem}_reliability.csv", folder / f"{stem}_reliability.png",
+                      folder / f"{stem}_risk_coverage.csv"]
+        path = folder / f"{members.name}_{dataset}_{request.split}_risk_coverage.png"
+        plots.risk_coverage_plot(curves, path, title=f"{members.name} on {dataset}: risk-coverage")
+        files.append(path)
     return files

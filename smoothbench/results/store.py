@@ -264,7 +264,7 @@ def _merge(old: pd.DataFrame, new: pd.DataFrame, key_columns: Sequence[str]) -> 
 
 #: Key columns that older files (or other writers) may lack; they count as empty there.
 OPTIONAL_KEY_COLUMNS = ("members", "mc_samples", "subset", "seed", "precision", "ece_mode", "ece_bins", "source",
-                        "corruption_seed")
+                        "corruption_seed", "calibration", "subset_sha256")
 
 
 def _identity_lacking(table: pd.DataFrame, key_columns: Sequence[str]) -> list[str]:

@@ -16,10 +16,10 @@ from smoothbench.schema import PRECISIONS
 
 #: The model-spec fields a user chooses; the dataset decides the others (classes, stem, image size,
 #: normalisation) in :func:`model_spec`.
-CHOSEN_SPEC_FIELDS = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width")
+CHOSEN_SPEC_FIELDS = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width", "head")
 #: Run settings that change the trained weights: a resume must agree on all of them (and on the model's
 #: :data:`CHOSEN_SPEC_FIELDS`).
-TRAJECTORY_SETTINGS = ("dataset", "subset", "epochs", "warmup_epochs", "batch_size", "lr", "momentum",
+TRAJECTORY_SETTINGS = ("dataset", "subset", "holdout", "epochs", "warmup_epochs", "batch_size", "lr", "momentum",
                        "weight_decay", "schedule", "milestones", "gamma", "seed", "precision", "sync_bn")
 
 
@@ -30,7 +30,8 @@ class TrainConfig:
     ``milestones`` may be given as ``"60,120,160"``. ``model`` chooses the architecture, method, smoothing, blur, tau, dropout rate and width; the dataset
     fills in the classes, stem, image size and normalisation. ``batch_size`` is the global batch (all
     processes together); ``sync_bn`` synchronises BatchNorm statistics over the processes of a distributed
-    run; ``subset``/``eval_subset`` limit the train and test images; ``device`` is auto/cpu/cuda,
+    run; ``subset``/``eval_subset`` limit the train and test images; ``holdout`` keeps the last N training
+    images unseen (``eval --calibrate`` fits its temperature on them); ``device`` is auto/cpu/cuda,
     ``precision`` fp32/bf16 (autocast); ``compile`` wraps the model in ``torch.compile`` for training;
     ``out`` is the run folder (default ``runs/<dataset>/<model name>-seed<seed>``); ``resume`` continues
     the unfinished run in ``out``; ``force`` replaces a finished one; ``profile`` synchronises the CUDA
@@ -57,6 +58,7 @@ class TrainConfig:
     compile: bool = False
     sync_bn: bool = False
     subset: int | None = None
+    holdout: int = 0
     eval_subset: int | None = None
     workers: int = 4
     out: str | None = None
@@ -101,6 +103,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         (cfg.seed >= 0, f"{param('seed')} must be 0 or more, got {cfg.seed}"),
         (cfg.precision in PRECISIONS, f"unknown {param('precision')} {cfg.precision!r}; choose one of {', '.join(PRECISIONS)}"),
         (cfg.subset is None or cfg.subset >= 1, f"{param('subset')} must be at least 1, got {cfg.subset}"),
+        (cfg.holdout >= 0, f"{param('holdout')} must be 0 or more, got {cfg.holdout}"),
         (cfg.eval_subset is None or cfg.eval_subset >= 1,
          f"{param('eval_subset')} must be at least 1, got {cfg.eval_subset}"),
         (cfg.workers >= 0, f"{param('workers')} must be 0 or more, got {cfg.workers}"),

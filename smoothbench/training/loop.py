@@ -72,7 +72,7 @@ from smoothbench.training.rng_state import rng_state, seed_everything, set_rng_s
 from smoothbench.training.run_folder import CHECKPOINT_FORMAT, CONFIG_FILENAME, RunFolder
 
 # What an old checkpoint without these trajectory entries was trained with.
-TRAJECTORY_DEFAULTS = {"sync_bn": False, "world_size": 1, "source": None}
+TRAJECTORY_DEFAULTS = {"sync_bn": False, "world_size": 1, "source": None, "holdout": 0, "head": None}
 # Progress text (loss/acc/speed) is refreshed every this many batches: reading the running loss forces a
 # device sync, which would slow every GPU step if done per batch.
 TEXT_EVERY = 20
@@ -198,11 +198,9 @@ def run_training(cfg: TrainConfig, *, progress: Progress | None = None,
     checkpoint = distributed.on_main(lambda: run.claim(resume=cfg.resume, force=cfg.force))
 
     with distributed.main_first():  # rank 0 downloads first
-        train_source, test_source = (
-            _resident_on(get_dataset(cfg.dataset, cfg.data_dir, split, download=cfg.download, subset=subset,
-                                     seed=cfg.seed, workers=cfg.workers), device)
-            for split, subset in (("train", cfg.subset), ("test", cfg.eval_subset))
-        )
+        train_source = _resident_on(training_images(cfg), device)
+        test_source = _resident_on(get_dataset(cfg.dataset, cfg.data_dir, "test", download=cfg.download,
+                                               subset=cfg.eval_subset, seed=cfg.seed, workers=cfg.workers), device)
     settings = cfg.settings()
     trajectory = cfg.trajectory() | {"train_fingerprint": train_source.fingerprint,
                                                                    "world_size": world}
@@ -293,7 +291,7 @@ def run_training(cfg: TrainConfig, *, progress: Progress | None = None,
         model_path = run.save_model(model.eval(), {
             "dataset": cfg.dataset, "seed": cfg.seed, "epochs": total, "test_acc": final["test_acc"],
             "test_nll": final["test_nll"], "subset": cfg.subset, "eval_subset": cfg.eval_subset,
-            "data_fingerprint": train_source.fingerprint, "precision": cfg.precision,
+            "data_fingerprint": train_source.fingerprint, "precision": cfg.precision, "holdout": cfg.holdout,
         })
         distributed.barrier()  # model.pt exists for every process once train returns
     return TrainResult(
@@ -343,6 +341,18 @@ def _train_epoch(net, optimizer, scheduler, source, spec: ModelSpec, cfg: TrainC
             progress.advance(global_batch, text)
     loss_sum, correct, images = distributed.all_reduce_sum(sums).tolist()
     return loss_sum, correct, int(images), last_lr
+
+
+def training_images(cfg: TrainConfig):
+    """The training split without its last ``holdout`` images (kept unseen for calibration), then the
+    ``subset`` (a class-balanced sample drawn from ``seed``)."""
+    source = get_dataset(cfg.dataset, cfg.data_dir, "train", download=cfg.download, workers=cfg.workers)
+    if cfg.holdout:
+        if cfg.holdout >= len(source):
+            raise UserError(f"{param('holdout')} {cfg.holdout} leaves no training images: {cfg.dataset} train has "
+                            f"{len(source)}")
+        source = source.select(np.arange(len(source) - cfg.holdout))
+    return source if cfg.subset is None else source.stratified(cfg.subset, cfg.seed)
 
 
 def _check_same_trajectory(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
