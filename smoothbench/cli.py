@@ -184,7 +184,7 @@ def ood(
 
 
 @app.command()
-@evaluation_options(exclude=("nproc",))
+@evaluation_options(exclude=("nproc", "subset_file"))  # its own --subset-file SET=FILE, one per set
 @model_options()
 def shift(
     runs: List[Path] = RUNS_ARG,
@@ -262,8 +262,9 @@ def consistency(
 
 @app.command()
 def leaderboard(
-    inputs: List[Path] = typer.Argument(..., help="Result files or folders (eval, corrupt, consistency)."),
-    sort: str = typer.Option("nll", help="Metric to rank by."),
+    inputs: List[Path] = typer.Argument(..., help="Result files or folders (eval, corrupt, consistency, ood, shift)."),
+    view: str = typer.Option("paper", "--view", help="paper (clean, corrupted, consistency), selective, ood (a group per OOD set and score) or shift (a group per set)."),
+    sort: Optional[str] = typer.Option(None, help="Metric to rank by (default: the view's: nll, aurc, auroc_ood, acc)."),
     ensemble_size: Optional[int] = typer.Option(None, "--ensemble-size", help="Ensemble size to rank (default: each model's largest)."),
     format: str = typer.Option("md", "--format", help="md, csv, html or json."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write here instead of printing."),
@@ -273,7 +274,7 @@ def leaderboard(
     """Rank many runs' results in one table, with provenance; mixed settings are not ranked together."""
     from smoothbench.pipelines.leaderboard import LeaderboardRequest, run_leaderboard
 
-    result = run_leaderboard(LeaderboardRequest(inputs, sort=sort, ensemble_size=ensemble_size, format=format, out=out,
+    result = run_leaderboard(LeaderboardRequest(inputs, sort=sort, view=view, ensemble_size=ensemble_size, format=format, out=out,
                                                 allow_mixed=allow_mixed, baseline=baseline))
     if out is None:
         typer.echo(result.text)
@@ -379,7 +380,7 @@ def train(
     subset: Optional[int] = typer.Option(None, "--subset", help="Train on a stratified subset of N images."),
     holdout: int = typer.Option(0, "--holdout", help="Never train on the last N training images (eval --calibrate "
                                 "fits its temperature on them)."),
-    eval_subset: Optional[int] = typer.Option(None, "--eval-subset", help="Validate each epoch on the first N test images."),
+    eval_subset: Optional[int] = typer.Option(None, "--eval-subset", help="Validate each epoch on N test images (the class-balanced sample eval --subset N evaluates)."),
     workers: int = typer.Option(4, help="DataLoader workers (ImageNet)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<dataset>/<model>-seed<seed>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint.pt."),
@@ -435,7 +436,7 @@ def make_c(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     batch_size: int = typer.Option(500, "--batch-size", help="Images corrupted together."),
     frost_dir: Optional[Path] = typer.Option(None, "--frost-dir", help="Local frost textures (else fetched once and cached)."),
-    subset: Optional[int] = typer.Option(None, "--subset", help="Corrupt the first N test images only."),
+    subset: Optional[int] = typer.Option(None, "--subset", help="Corrupt only N test images (the class-balanced sample eval --subset N evaluates)."),
     quiet: bool = QUIET_OPT,
 ) -> None:
     """Write CIFAR-10-C / CIFAR-100-C (released layout) or ImageNet-C with smoothbench's corruption engine."""
@@ -463,8 +464,8 @@ def reproduce(
                                               "CIFAR-100-C folder (default: corrupt the test set on the fly)."),
     frost_dir: Optional[Path] = typer.Option(None, "--frost-dir", help="Frost textures for generated corruptions "
                                              "(else fetched once and cached)."),
-    subset: Optional[int] = typer.Option(None, "--subset", help="Evaluate at most the first N test images (quick "
-                                         "checks; below the scale's own count)."),
+    subset: Optional[int] = typer.Option(None, "--subset", help="Evaluate at most N test images, a class-balanced "
+                                         "sample (quick checks; below the scale's own count)."),
     plan: bool = typer.Option(False, "--plan", help="Print the grid with an estimated time per run from a short "
                               "timed probe; train nothing."),
     nproc: int = typer.Option(1, "--nproc", help="Processes on this machine (one per GPU; gloo on CPU), started "
@@ -551,6 +552,10 @@ def demo(
                "generated corruptions (4 types x severities 1, 3, 5)")
     show_table(result.consistency.to_dict("records"), ["model", "ensemble_size", "agreement", "tv", "seed_agreement"],
                "consistency across MC ensemble sizes")
+    show_table(result.calibration().to_dict("records"), ["model", "ensemble_size", "ece", "ece_ts", "temperature"],
+               "raw vs temperature-scaled ECE (temperature fitted on held-out training images)")
+    show_table(result.ood_auroc("msp").to_dict("records"), ["model", "ensemble_size", "auroc_ood"],
+               "OOD detection: AUROC of max softmax probability, test set vs generated uniform noise")
     stdout.print(result.leaderboard)
     console.print(f"files: {', '.join(str(p) for p in result.files.values())}")
     console.print(f"report: {result.files['report']} (open it in a browser; it says what these numbers can show)")

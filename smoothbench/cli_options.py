@@ -41,7 +41,12 @@ _SHARED: dict[str, tuple[Any, Any]] = {
                                    "first batch compiles).")),
     "nproc": (int, typer.Option(1, "--nproc", help="Processes on this machine (one per GPU; gloo on CPU), started "
                                 "through torch.distributed.run like torchrun --nproc-per-node N.")),
-    "subset": (Optional[int], typer.Option(None, "--subset", help="Evaluate the first N images only.")),
+    "subset": (Optional[int], typer.Option(None, "--subset", help="Evaluate N images only: a class-balanced random "
+                                           "sample, in the set's order, the same for every command and --seed "
+                                           "(with --subset-file: N of the listed images).")),
+    "subset_file": (Optional[Path], typer.Option(None, "--subset-file", help="Evaluate only the images listed in "
+                                                 "FILE (one position, or path relative to an image folder, per "
+                                                 "line, e.g. RobustBench's list); its sha256 goes into the rows.")),
     "profile": (bool, typer.Option(False, "--profile", help="Print where the time went (data, forward, metrics, "
                                    "io).")),
     "quiet": (bool, typer.Option(False, "--quiet", help="No progress bar.")),
@@ -65,6 +70,7 @@ class EvalOptions:
     compile: bool = False
     nproc: int = 1
     subset: Optional[int] = None
+    subset_file: Optional[Path] = None
     profile: bool = False
     quiet: bool = False
 
@@ -75,7 +81,9 @@ class EvalOptions:
         return EvalSettings(ensembles=self.ensembles, mc_samples=self.mc_samples, seed=self.seed,
                             batch_size=self.batch_size, mc_chunk=self.mc_chunk, device=self.device,
                             precision=self.precision, channels_last=self.channels_last, compile=self.compile,
-                            ece_bins=self.ece_bins, ece_mode=self.ece_mode, subset=self.subset, profile=self.profile)
+                            ece_bins=self.ece_bins, ece_mode=self.ece_mode, subset=self.subset,
+                            subset_file=None if self.subset_file is None else str(self.subset_file),
+                            profile=self.profile)
 
 
 def _option_group(declared: dict[str, tuple[Any, Any]], packer: type, argument: str, *,

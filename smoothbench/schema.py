@@ -27,9 +27,12 @@ RUN_SETTINGS = ("seed", "precision")
 CALIBRATION_SETTINGS = ("calibration",)
 #: Settings that change the calibration columns (``ece``, ``ece_signed``).
 ECE_SETTINGS = ("ece_mode", "ece_bins")
+#: Which images of a set were evaluated: ``subset`` (N, a class-balanced sample drawn from a fixed seed) and
+#: ``subset_sha256`` (the SHA-256 of a published image list, ``--subset-file``; empty without one).
+SUBSET_SETTINGS = ("subset", "subset_sha256")
 #: One clean evaluation (``smoothbench eval``) at one ensemble size.
-EVAL_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ensemble_size", "members", "mc_samples",
-                "subset") + RUN_SETTINGS + ECE_SETTINGS + CALIBRATION_SETTINGS
+EVAL_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ensemble_size", "members", "mc_samples"
+                ) + SUBSET_SETTINGS + RUN_SETTINGS + ECE_SETTINGS + CALIBRATION_SETTINGS
 #: One (corruption, severity) cell of a corruption sweep; severity 0 is the clean set. ``source``
 #: (clean / released / generated) lets released and generated cells share a file; ``corruption_seed`` keys
 #: the random draws of generated cells.
@@ -37,21 +40,21 @@ CORRUPTION_ROW_KEY = EVAL_ROW_KEY + ("corruption", "severity", "corruption_param
 #: One consistency measurement: ``kind`` is ``mc-size`` or ``perturbation``; ``source`` tells released
 #: from generated CIFAR-10-P sequences.
 CONSISTENCY_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "kind", "perturbation", "ensemble_size", "members",
-                       "mc_samples", "subset", "source") + RUN_SETTINGS
+                       "mc_samples") + SUBSET_SETTINGS + ("source",) + RUN_SETTINGS
 #: The columns that identify one model evaluation (a model at one ensemble size on one dataset, with its
 #: settings): the rows of its corruption cells share them, clean and corrupted alike.
-EVALUATION_IDENTITY = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "members", "mc_samples",
-                       "subset") + RUN_SETTINGS + ECE_SETTINGS + CALIBRATION_SETTINGS
+EVALUATION_IDENTITY = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "members", "mc_samples"
+                       ) + SUBSET_SETTINGS + RUN_SETTINGS + ECE_SETTINGS + CALIBRATION_SETTINGS
 #: One corruption-summary row: one model evaluation, corruption source and seed, corruption set, baseline.
 SUMMARY_ROW_KEY = EVALUATION_IDENTITY + ("source", "corruption_seed", "corruptions", "baseline")
 
 #: One OOD-detection measurement: the in-distribution test set (``dataset``, ``split``) against the OOD set
 #: ``ood_set`` under one ``score``, at one ensemble size.
 OOD_ROW_KEY = ("model", "checkpoint_sha256", "dataset", "split", "ood_set", "score", "ensemble_size", "members",
-               "mc_samples", "subset") + RUN_SETTINGS + CALIBRATION_SETTINGS
-#: One evaluation on a natural-shift set (``shift`` is ``clean`` for the usual test set); ``subset_sha256``
-#: identifies a published image list (``--subset-file``).
-SHIFT_ROW_KEY = EVAL_ROW_KEY + ("shift", "subset_sha256")
+               "mc_samples") + SUBSET_SETTINGS + RUN_SETTINGS + CALIBRATION_SETTINGS
+#: One evaluation on a natural-shift set (``shift`` is ``clean`` for the usual test set); its ``subset_sha256``
+#: identifies the set's own published image list (``--subset-file SET=FILE``).
+SHIFT_ROW_KEY = EVAL_ROW_KEY + ("shift",)
 
 #: Columns always read as text (a hex digest made only of digits must not become a number).
 TEXT_COLUMNS = ("model", "arch", "method", "smoothing", "blur", "dataset", "split", "checkpoint_sha256",
@@ -166,6 +169,8 @@ _METRICS = (
     Metric("aupr_in", "higher", True, "average precision with in-distribution images positive"),
     Metric("aupr_out", "higher", True, "average precision with out-of-distribution images positive"),
     Metric("fpr95", "lower", True, "share of OOD images accepted where 95% of in-distribution images are"),
+    # natural shifts (smoothbench.metrics.soft_labels)
+    Metric("nll_cifar10h", "lower", False, "cross-entropy against CIFAR-10H's human label distributions, nats"),
 )
 #: Row metrics that post-hoc calibration changes: each has a ``<name>_ts`` twin computed on the
 #: temperature-scaled prediction (rows with a ``calibration``), with the same direction.

@@ -74,7 +74,12 @@ def test_usage_errors_show_typers_usage_and_exit_2(args, message):
 
 def test_help_texts_say_what_each_flag_does():
     make_c = " ".join(run_cli("data", "make-c", "--help").stdout.split())
-    assert "Corrupt the first N test images only" in make_c and "Evaluate the first N" not in make_c
+    assert "Corrupt only N test images (the class-balanced sample eval --subset N evaluates)" in make_c
+    assert "Evaluate N images only" not in make_c and "first N" not in make_c
+    evaluate = " ".join(run_cli("eval", "--help").stdout.split())
+    assert "a class-balanced random sample" in evaluate and "--subset-file" in evaluate and "first N" not in evaluate
+    shift = " ".join(run_cli("shift", "--help").stdout.split())
+    assert "--subset-file <list[str]> SET=FILE" in shift and "--subset-file <path>" not in shift  # its own flag
     corrupt = " ".join(run_cli("corrupt", "--help").stdout.split())
     assert "--no-verify" in corrupt and "--profile" in corrupt
     consistency = " ".join(run_cli("consistency", "--help").stdout.split())

@@ -8,6 +8,7 @@ hashlib, independently of the loader.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from smoothbench.corruptions import corrupt, imagenet_preprocess
 from smoothbench.corruptions import released
 from smoothbench.corruptions.released import MANIFEST
 from smoothbench.corruptions.writer import make_cifar_c, make_imagenet_c
+from smoothbench.data.subset import sample_indices
 from smoothbench.errors import UserError
 
 N = 20  # images per severity block in the fake sets
@@ -65,9 +67,66 @@ def test_load_cifar_c_slices_the_severity_block(tmp_path, nested):
     np.testing.assert_array_equal(src.labels.numpy(), FAKE_LABELS[2 * N : 3 * N])
     assert (src.numpy_nhwc()[..., 1] == 2).all()  # severity 3 = block index 2
     sub = released.load_cifar_c(folder, "snow", 5, verify=False, subset=4)
-    np.testing.assert_array_equal(sub.numpy_nhwc(), fake_block(0)[4 * N : 4 * N + 4])
+    # the evaluation subset: a class-balanced sample of the clean test labels (block 1), the same rows in every
+    # severity block, in order
+    rows = sample_indices(FAKE_LABELS[:N], 4, 10, "clean")
+    assert len(set(FAKE_LABELS[rows])) == 4 and list(rows) == sorted(rows) and list(rows) != [0, 1, 2, 3]
+    np.testing.assert_array_equal(sub.numpy_nhwc(), fake_block(0)[4 * N + rows])
+    np.testing.assert_array_equal(sub.labels.numpy(), FAKE_LABELS[rows])
+    again = released.load_cifar_c(folder, "snow", 2, verify=False, subset=4)
+    np.testing.assert_array_equal(again.numpy_nhwc()[..., 0], fake_block(0)[N + rows][..., 0])
     x, y, idx = next(iter(sub.eval_batches(3, None, device="cpu")))
     assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32 and idx.tolist() == [0, 1, 2]
+
+
+def test_sweep_cells_take_the_subset_files_positions_in_every_severity(tmp_path):
+    """A released cell is the clean test set corrupted, image for image: a subset file's positions (and a
+    --subset after it, sampled from the clean labels) pick the same rows of every severity block."""
+    from smoothbench.evaluation.corruption_cells import CorruptionSweep, _CellSources
+    from smoothbench.evaluation.settings import EvalSettings
+
+    write_fake_set(tmp_path)
+    listing = tmp_path / "ids.txt"
+    listing.write_text("11\n0\n17  # class 7\n")
+    sweep = CorruptionSweep("cifar10-c", data_dir=tmp_path, corruptions="fog,snow", severities="1,3", verify=False)
+    cells = _CellSources(sweep, EvalSettings(subset_file=listing))
+    for corruption, block, severity in (("fog", 1, 3), ("snow", 0, 1)):
+        cell = cells.cell(corruption, severity)
+        rows = (severity - 1) * N + np.array([11, 0, 17])
+        np.testing.assert_array_equal(cell.numpy_nhwc(), fake_block(block)[rows])
+        np.testing.assert_array_equal(cell.labels.numpy(), FAKE_LABELS[rows])
+    # --subset 2 after the list: one image of classes 0 and 1 (labels 1, 0, 7 listed), in the file's order
+    cell = _CellSources(sweep, EvalSettings(subset=2, subset_file=listing)).cell("fog", 3)
+    np.testing.assert_array_equal(cell.numpy_nhwc(), fake_block(1)[2 * N + np.array([11, 0])])
+    listing.write_text("20\n")
+    with pytest.raises(UserError, match=r"ids.txt:1: position 20 is out of range: cifar10 has 20 images"):
+        _CellSources(sweep, EvalSettings(subset_file=listing)).cell("fog", 3)
+
+
+def test_imagenet_c_cells_take_a_robustbench_style_list_of_relative_paths(tmp_path):
+    from smoothbench.evaluation.corruption_cells import CorruptionSweep, _CellSources
+    from smoothbench.evaluation.settings import EvalSettings
+
+    wnids = ("n01440764", "n01443537")
+    for severity in (1, 2):
+        for w, wnid in enumerate(wnids):
+            folder = tmp_path / "ImageNet-C" / "fog" / str(severity) / wnid
+            folder.mkdir(parents=True)
+            for k in range(3):
+                Image.new("RGB", (8, 8), (40 * k, 100 * w, severity)).save(folder / f"ILSVRC2012_val_{w}{k}.JPEG")
+    listing = tmp_path / "imagenet_test_image_ids.txt"
+    listing.write_text("n01443537/ILSVRC2012_val_12.JPEG\nn01440764/ILSVRC2012_val_00.JPEG\n"
+                       "n01443537/ILSVRC2012_val_10.JPEG")
+    sweep = CorruptionSweep("imagenet-c", data_dir=tmp_path, corruptions="fog", severities="1,2")
+    with pytest.warns(UserWarning, match="2 class folders"):
+        cells = [_CellSources(sweep, EvalSettings(subset_file=listing)).cell("fog", s) for s in (1, 2)]
+    for cell in cells:
+        assert [Path(p).relative_to(cell.root).as_posix() for p, _ in cell.samples] == listing.read_text().split()
+        assert cell.labels.tolist() == [1, 0, 1]
+    with pytest.warns(UserWarning, match="2 class folders"):
+        both = _CellSources(sweep, EvalSettings(subset=2, subset_file=listing)).cell("fog", 2)
+    assert [Path(p).name for p, _ in both.samples] in (["ILSVRC2012_val_12.JPEG", "ILSVRC2012_val_00.JPEG"],
+                                                      ["ILSVRC2012_val_00.JPEG", "ILSVRC2012_val_10.JPEG"])
 
 
 def test_partial_set_names_what_is_missing(tmp_path):

@@ -3,6 +3,7 @@ the synthetic set, image folders and the device helpers."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -21,6 +22,7 @@ from smoothbench.data import DATASETS, NORMALIZATION, ImageFolderSource, Residen
 from smoothbench.data.augment import crop_flip
 from smoothbench.data.cifar import download_cifar
 from smoothbench.data.download import extract_tar, md5_file
+from smoothbench.data.subset import EVAL_SUBSET_SEED, sample_indices, stratified_indices, subset_positions
 from smoothbench.data.synthetic import default_synthetic, make_synthetic
 from smoothbench.data.unpickle import load_pickle
 from smoothbench.device import autocast, resolve_device, to_channels_last
@@ -283,7 +285,7 @@ def test_train_batches_same_on_gpu_and_cpu():
 # --- subsets and the synthetic set -------------------------------------------------------------------
 
 
-def test_subsets_stratified_for_train_first_n_for_test():
+def test_subsets_are_class_balanced_samples_in_original_order():
     full = get_dataset("synthetic", None, "train")
     part = get_dataset("synthetic", None, "train", subset=105, seed=1)
     counts = part.labels.bincount(minlength=10).tolist()
@@ -296,10 +298,77 @@ def test_subsets_stratified_for_train_first_n_for_test():
     again = get_dataset("synthetic", None, "train", subset=105, seed=1)
     other = get_dataset("synthetic", None, "train", subset=105, seed=2)
     assert again.fingerprint == part.fingerprint != other.fingerprint
-    test = get_dataset("synthetic", None, "test", subset=30)
-    assert torch.equal(test.images, get_dataset("synthetic", None, "test").images[:30])
     with pytest.raises(UserError, match="out of range"):
         get_dataset("synthetic", None, "test", subset=2001)
+
+
+def _positions_in(full, part) -> list[int]:
+    """Where each image of ``part`` sits in ``full`` (the synthetic images are all distinct)."""
+    keys = {bytes(img): i for i, img in enumerate(full.images.flatten(1).numpy())}
+    return [keys[bytes(img)] for img in part.images.flatten(1).numpy()]
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 35, 999])
+def test_test_subset_is_a_balanced_sample_from_the_fixed_seed(n):
+    """``--subset N`` of a test split: per-class counts differ by at most one (the first classes get the
+    remainder), original order, drawn from EVAL_SUBSET_SEED whatever seed the caller passes."""
+    full = get_dataset("synthetic", None, "test")
+    part = get_dataset("synthetic", None, "test", subset=n)
+    counts = part.labels.bincount(minlength=10).tolist()
+    base, extra = divmod(n, 10)
+    assert counts == [base + 1] * extra + [base] * (10 - extra)
+    positions = _positions_in(full, part)
+    assert positions == sorted(positions) and len(set(positions)) == n
+    assert torch.equal(full.labels[positions], part.labels)
+    expected = sample_indices(full.labels.numpy(), n, 10, "synthetic test")
+    assert positions == expected.tolist()
+    assert positions == stratified_indices(full.labels.numpy(), n, 10, EVAL_SUBSET_SEED, "x").tolist()
+    for seed in (1, 7):  # the test split ignores the (training) seed: every evaluation sees the same images
+        assert get_dataset("synthetic", None, "test", subset=n, seed=seed).fingerprint == part.fingerprint
+    if n >= 10:
+        assert positions != list(range(n))  # not the first N any more
+
+
+def test_full_size_subset_is_the_whole_set_even_when_unbalanced():
+    full = get_dataset("synthetic", None, "test")
+    whole = get_dataset("synthetic", None, "test", subset=len(full))
+    assert torch.equal(whole.images, full.images) and whole.fingerprint == full.fingerprint
+    labels = np.array([0] * 5 + [1] * 2 + [2])  # unbalanced: N = all still works, in order
+    assert sample_indices(labels, 8, 3, "x").tolist() == list(range(8))
+    with pytest.raises(UserError, match=r"subset 6 needs 2 images of class 2 but x has only 1; use a smaller subset"):
+        sample_indices(labels, 6, 3, "x")
+
+
+def test_subset_file_selects_listed_images_then_subset_samples_them(tmp_path):
+    full = get_dataset("synthetic", None, "test")
+    listing = tmp_path / "ids.txt"
+    labels = full.labels.numpy()
+    # one image of class 0 and two of every other class: 19 images, listed backwards
+    picks = sorted([int(np.flatnonzero(labels == 0)[0])] +
+                   [int(i) for c in range(1, 10) for i in np.flatnonzero(labels == c)[:2]], reverse=True)
+    listing.write_text("# a published list\n" + "\n".join(map(str, picks)) + "\n")
+    listed = get_dataset("synthetic", None, "test", subset_file=listing)
+    assert _positions_in(full, listed) == picks  # the file's order
+    positions, digest = subset_positions(full, None, listing)
+    assert positions.tolist() == picks and digest == hashlib.sha256(listing.read_bytes()).hexdigest()
+    # --subset N after the file: a class-balanced sample of the listed images, in the file's order
+    both = get_dataset("synthetic", None, "test", subset=4, subset_file=listing)
+    chosen = sample_indices(labels[picks], 4, 10, "list")
+    assert _positions_in(full, both) == [picks[i] for i in chosen]
+    assert max(both.labels.bincount().tolist()) == 1
+    with pytest.raises(UserError, match=r"subset 20 is out of range: the list .*ids.txt has 19 images; use 1..19"):
+        get_dataset("synthetic", None, "test", subset=20, subset_file=listing)
+    assert subset_positions(full, 20, listing, at_most=True)[0].tolist() == picks  # shift's rule: all of fewer
+    with pytest.raises(UserError, match=r"subset 18 needs 2 images of class 0 but the list .*ids.txt has only 1"):
+        get_dataset("synthetic", None, "test", subset=18, subset_file=listing)
+    listing.write_text("3\n3\n")
+    with pytest.raises(UserError, match=r"subset_file .*ids.txt:2: '3' repeats the image of line 1"):
+        get_dataset("synthetic", None, "test", subset_file=listing)
+    listing.write_text("2000\n")
+    with pytest.raises(UserError, match=r"position 2000 is out of range: synthetic has 2000 images \(0..1999\)"):
+        get_dataset("synthetic", None, "test", subset_file=listing)
+    with pytest.raises(UserError, match=r"subset_file .*none.txt not found; give the path of an image list"):
+        get_dataset("synthetic", None, "test", subset_file=tmp_path / "none.txt")
 
 
 def test_synthetic_set_is_deterministic_and_matches_its_normalisation():

@@ -1,11 +1,15 @@
 """Golden files: the result files of ``eval``, ``corrupt --generate`` and ``consistency`` for a small fixed
-model (``tests/golden/golden-r18.pt``, written by smoothbench 0.1.0) on the first CIFAR-10 test images.
+model (``tests/golden/golden-r18.pt``, written by smoothbench 0.1.0) on a ``--subset`` of the CIFAR-10 test images.
 
 They were written before the redesign of issue 10 and guard it: the same commands must keep writing the
 same files. Regenerated once since, on purpose, for issue 11: whole-number columns stay whole
 (``corruption_seed`` ``0``, not ``0.0``) and the summary's key columns gained ``precision`` (so its column order
 changed); and for issues 12 and 13: the ``preprocess`` column (the input recipe) replaced ``normalization``
-and the rows gained the uncertainty columns beyond the paper. Every number already there stayed the same. Text and integer cells must be equal; float cells equal up to 1e-6 relative (the model's
+and the rows gained the uncertainty columns beyond the paper. Every number already there stayed the same. Regenerated
+for issue 13 §4, on purpose: ``--subset N`` of a test split became a class-balanced sample drawn from a fixed seed
+(it was the first N images), so the metric values and the data fingerprints changed, and the rows gained the
+``subset_sha256`` column (empty: no ``--subset-file``); with ``--subset 10000`` (the whole set) every value is as
+before. Text and integer cells must be equal; float cells equal up to 1e-6 relative (the model's
 float32 forward may round differently on another CPU's kernels). ``smoothbench_version`` is left out.
 Regenerate on purpose only: ``python tests/test_golden.py --regenerate`` (after a deliberate change).
 """

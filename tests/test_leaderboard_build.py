@@ -127,3 +127,73 @@ def test_rows_with_another_input_recipe_are_ranked_separately():
     board = build_leaderboard(pd.DataFrame(rows))
     assert sorted(board.table["group"].tolist()) == [1, 2]
     assert any("preprocess=resize=256 crop=224" in note for note in board.notes)
+
+
+def _ood_row(row: dict, ood_set: str, score: str, auroc: float, fpr95: float) -> dict:
+    base = {k: v for k, v in row.items() if k not in ("acc", "nll", "ece", "ece_signed", "brier")}
+    return base | {"ood_set": ood_set, "score": score, "auroc_ood": auroc, "aupr_in": auroc, "aupr_out": auroc,
+                   "fpr95": fpr95, "n_ood": 500}
+
+
+def test_ood_view_ranks_each_set_and_score_apart_by_auroc_and_the_paper_view_leaves_them_out():
+    alpha, beta, gamma = THREE
+    ood = [_ood_row(alpha, "svhn", "msp", 0.90, 0.40), _ood_row(beta, "svhn", "msp", 0.95, 0.30),
+           _ood_row(alpha, "svhn", "energy", 0.70, 0.60), _ood_row(beta, "svhn", "energy", 0.60, 0.70),
+           _ood_row(alpha, "noise", "msp", 0.99, 0.01)]
+    board = build_leaderboard(pd.DataFrame(THREE + ood), view="ood")
+    assert board.sort == "auroc_ood" and board.view == "ood"
+    table = board.table
+    assert set(table.columns) >= {"auroc_ood", "aupr_in", "aupr_out", "fpr95"} and "acc" not in table.columns
+    ranked = {(g["ood_set"], g["score"]): dict(zip(part["name"], part["rank"]))
+              for g, (_, part) in zip(board.groups, table.groupby("group", sort=True))}
+    assert ranked == {("svhn", "msp"): {"beta": 1, "alpha": 2}, ("svhn", "energy"): {"alpha": 1, "beta": 2},
+                      ("noise", "msp"): {"alpha": 1}}
+    assert board.notes == []  # groups per set and score are the view's design, not a surprise
+    by_fpr = build_leaderboard(pd.DataFrame(ood), view="ood", sort="fpr95").table
+    svhn_msp = by_fpr[(by_fpr["ood_set"] == "svhn") & (by_fpr["score"] == "msp")].set_index("name")["rank"]
+    assert svhn_msp.to_dict() == {"beta": 1, "alpha": 2}  # lower FPR95 is better
+    mixed = build_leaderboard(pd.DataFrame(ood), view="ood", allow_mixed=True)
+    assert len(mixed.groups) == 3  # allow_mixed never ranks two OOD sets or scores as one
+
+    paper = build_leaderboard(pd.DataFrame(THREE + ood))
+    assert paper.sort == "nll" and sorted(paper.table["name"]) == ["alpha", "beta", "gamma"]
+    assert (paper.table["n_seeds"] == 1).all() and "auroc_ood" not in paper.table.columns
+    assert any("5 OOD row(s)" in n and "--view ood" in n for n in paper.notes)
+    with pytest.raises(UserError, match="no rows for the ood view"):
+        build_leaderboard(pd.DataFrame(THREE), view="ood")
+    with pytest.raises(UserError, match="unknown leaderboard view"):
+        build_leaderboard(pd.DataFrame(THREE), view="bogus")
+
+
+def test_selective_view_sorts_by_aurc_and_calibrated_rows_are_never_averaged_with_raw_ones():
+    rows = [eval_row("alpha", "resnet18", "a1", acc=0.90, nll=0.40, aurc=0.02, eaurc=0.01),
+            eval_row("beta", "vgg16", "b1", acc=0.93, nll=0.30, aurc=0.03, eaurc=0.02)]
+    calibrated = rows[0] | {"calibration": "temperature:cifar10/train[45000:50000]", "nll_ts": 0.35, "ece_ts": 0.01,
+                            "temperature": 1.4, "aurc_ts": 0.021}
+    board = build_leaderboard(pd.DataFrame(rows + [calibrated]), view="selective")
+    assert board.sort == "aurc"
+    first = board.table[board.table["group"] == 1].set_index("name")["rank"].to_dict()
+    assert first == {"alpha": 1, "beta": 2}  # lower AURC is better, although beta has the lower NLL
+    assert len(board.groups) == 2 and board.groups[1]["calibration"].startswith("temperature:")
+    assert any("calibration=temperature:" in n and "(group 1: none)" in n for n in board.notes)
+    assert (board.table["n_seeds"] == 1).all()
+    mixed = build_leaderboard(pd.DataFrame(rows + [calibrated]), allow_mixed=True).table
+    alpha = mixed[mixed["name"] == "alpha"]
+    assert len(alpha) == 2 and (alpha["n_seeds"] == 1).all()  # raw and calibrated: two entries, not two seeds
+    assert sorted(alpha["nll_ts"].fillna(-1)) == [-1, 0.35]
+
+
+def test_shift_view_has_one_group_per_set_and_the_paper_view_takes_the_clean_rows_once():
+    alpha, beta, _ = THREE
+    rows = [alpha, beta,
+            alpha | {"shift": "clean"}, beta | {"shift": "clean"},
+            alpha | {"shift": "cifar10.1", "acc": 0.80, "data_fingerprint": "c101", "n_images": 2000},
+            beta | {"shift": "cifar10.1", "acc": 0.85, "data_fingerprint": "c101", "n_images": 2000}]
+    board = build_leaderboard(pd.DataFrame(rows), view="shift")
+    assert board.sort == "acc" and [g["shift"] for g in board.groups] == ["clean", "cifar10.1"]
+    shifted = board.table[board.table["group"] == 2].set_index("name")
+    assert shifted["acc"].to_dict() == {"beta": 0.85, "alpha": 0.80} and shifted["rank"].to_dict() == {"beta": 1, "alpha": 2}
+    assert board.notes == []
+    paper = build_leaderboard(pd.DataFrame(rows))
+    assert sorted(paper.table["name"]) == ["alpha", "beta"] and (paper.table["n_seeds"] == 1).all()
+    assert any("2 natural-shift row(s)" in n for n in paper.notes)

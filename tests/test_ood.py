@@ -3,6 +3,8 @@ here, resuming, plots, and one-line errors."""
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 import pickle
 import warnings
@@ -196,6 +198,14 @@ def test_cli_ood_table_file_and_errors(trained_synthetic_mcdo, tmp_path):
     rows = pd.read_csv(out)
     assert len(rows) == 4 and rows.calibration.str.startswith("temperature:synthetic/train[").all()
     assert rows.temperature.notna().all()
+    board = run_cli("leaderboard", out, "--view", "ood", "--ensemble-size", "2", "--format", "json").stdout
+    document = json.loads(board)
+    assert document["view"] == "ood" and document["sort"] == "auroc_ood"
+    ranked = {(g["ood_set"], g["score"]) for g in document["groups"]}
+    assert ranked == {("noise", "msp"), ("noise", "variation_ratio")} and len(document["models"]) == 2
+    by_score = rows[rows.ensemble_size == 2].set_index("score")["auroc_ood"]
+    for entry, group in zip(document["models"], document["groups"]):
+        assert entry["metrics"]["auroc_ood"] == pytest.approx(by_score[group["score"]])
     for args, message in ((("--ood", "mnist"), "unknown OOD set 'mnist'"),
                           (("--scores", "odin"), "--scores must name scores from msp"),
                           (("--ood", "svhn", "--ood-dir", str(tmp_path)), "SVHN not found")):

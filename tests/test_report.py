@@ -251,3 +251,42 @@ def test_cli_report_of_real_cli_files_and_its_one_line_error(tmp_path):
     empty.mkdir()
     assert_one_line_error(run_cli("report", empty, "--out", tmp_path / "r.html", check=False),
                           "no smoothbench result tables found")
+
+
+def test_ood_shift_and_selective_rows_get_their_own_sections_ranked_by_their_own_metric(tmp_path):
+    from smoothbench.results.store import write_rows
+    from smoothbench.schema import OOD_ROW_KEY, SHIFT_ROW_KEY
+
+    written = write_results(tmp_path / "results")
+    evals = pd.read_csv(written.eval)
+    evals["aurc"] = 0.2 - evals["acc"] / 10  # any number; the report must show exactly these
+    evals.to_csv(written.eval, index=False)
+    largest = evals.sort_values("ensemble_size").groupby("model").tail(1)
+    ood, shift = [], []
+    for i, (_, row) in enumerate(largest.iterrows()):
+        base = row.drop(["acc", "nll", "ece", "brier", "aurc"], errors="ignore").to_dict()
+        for score, auroc in (("msp", 0.70 + i / 100), ("energy", 0.90 - i / 100)):
+            ood.append(base | {"ood_set": "svhn", "score": score, "auroc_ood": auroc, "aupr_in": 0.5, "aupr_out": 0.5,
+                               "fpr95": 0.4, "n_ood": 26032})
+        shift.append(row.to_dict() | {"shift": "cifar10.1", "acc": row["acc"] - 0.1, "data_fingerprint": "c101"})
+    write_rows(tmp_path / "results" / "ood.csv", ood, key_columns=OOD_ROW_KEY)
+    write_rows(tmp_path / "results" / "shift.csv", shift, key_columns=SHIFT_ROW_KEY)
+    text, page, _ = report(tmp_path, written.folder)
+    assert page.sections[:3] == ["about", "overview", "leaderboard"]
+    assert page.sections[3:6] == ["selective", "ood", "shift"] and page.sections[6:] == SECTIONS[3:]
+
+    selective = page.board("selective")
+    assert sorted(float(r["aurc"]["v"]) for r in selective) == pytest.approx(sorted(evals["aurc"]))
+    ranked = [r for r in page.board("ood")]
+    assert len(ranked) == 2 * len(largest) and {r["group"] for r in ranked} == {1, 2}
+    by_group = {}
+    for r in ranked:
+        by_group.setdefault(r["group"], []).append((int(r["rank"]["v"]), float(r["auroc_ood"]["v"])))
+    for entries in by_group.values():  # higher AUROC ranks first, within one set and score
+        assert [a for _, a in sorted(entries)] == sorted((a for _, a in entries), reverse=True)
+    assert sorted(float(r["auroc_ood"]["v"]) for r in ranked) == pytest.approx(sorted(o["auroc_ood"] for o in ood))
+    shifted = sorted(float(r["acc"]["v"]) for r in page.board("shift"))
+    assert shifted == pytest.approx(sorted(largest["acc"] - 0.1))
+    extra = text[text.index('<section id="all-metrics"'):]
+    assert "auroc_ood" not in extra and "fpr95" not in extra  # OOD rows are never averaged over sets and scores
+    assert any("OOD row(s)" in t for t in page.text)

@@ -25,6 +25,7 @@ from smoothbench.data.imagenet_wnids import IMAGENET_A_WNIDS, IMAGENET_R_WNIDS, 
 from smoothbench.data.preprocess import dataset_preprocess
 from smoothbench.data.shifts import (class_mask, get_shift, load_cifar10_1, load_cifar10h, read_subset_file,
                                      shift_names)
+from smoothbench.data.subset import sample_indices
 from smoothbench.errors import UserError
 from smoothbench.evaluation.members import Members
 from smoothbench.evaluation.settings import EvalSettings
@@ -333,7 +334,7 @@ def test_subset_file_in_robustbench_format_names_folder_images(tmp_path):
     ("0\n\n12\n", r"ids.txt:3: position 12 is out of range: cifar10.1 has 12 images \(0\.\.11\)"),
     ("-1\n", r"ids.txt:1: position -1 is out of range"),
     ("1\nn01440764/x.JPEG\n", r"ids.txt:2: 'n01440764/x.JPEG' is a file name, but cifar10.1 is an array set"),
-    ("# nothing\n\n", r"subset file .*ids.txt lists no images"),
+    ("# nothing\n\n", r"subset_file .*ids.txt lists no images; give one position or file name per line"),
 ])
 def test_subset_file_errors_name_the_file_and_line(tmp_path, text, message):
     write_cifar10_1(tmp_path, *random_cifar(12))
@@ -353,7 +354,7 @@ def test_subset_file_refuses_unknown_names_and_a_missing_file(tmp_path):
     with pytest.raises(UserError, match=r"ids.txt:2: no image 'imagenet-a/.*' in imagenet-a \(names are paths "
                                         r"relative to"):
         read_subset_file(tmp_path / "ids.txt", source)
-    with pytest.raises(UserError, match=r"subset file .*none.txt not found"):
+    with pytest.raises(UserError, match=r"subset_file .*none.txt not found"):
         read_subset_file(tmp_path / "none.txt", source)
 
 
@@ -372,6 +373,10 @@ def test_parse_sets_and_request_checks(tmp_path):
     with pytest.raises(UserError, match=r"a subset file is given for 'imagenet-a', which is not one of the image "
                                         r"sets evaluated \(clean, cifar10.1\)"):
         ShiftRequest(["m"], "cifar10.1", subset_files={"imagenet-a": tmp_path / "x"})
+    (tmp_path / "ids.txt").write_text("0\n")
+    with pytest.raises(UserError, match=r"shift takes one image list per set: give subset_files \{'clean': "
+                                        r"'.*ids.txt'\} instead of the settings' subset_file"):
+        ShiftRequest(["m"], "cifar10.1", EvalSettings(subset_file=tmp_path / "ids.txt"))
 
 
 def saved_model(tmp_path, name, *, num_classes=10, dataset="cifar10", seed=0, method="dnn"):
@@ -409,12 +414,13 @@ def test_run_shift_rows_and_differences_match_an_independent_computation(tmp_pat
     assert rows["shift"].tolist() == ["clean", "cifar10.1"]
     assert rows["n_images"].tolist() == [120, 50] and (rows["dataset"] == "cifar10").all()
     assert rows["subset_sha256"].tolist() == ["", hashlib.sha256(picks.read_bytes()).hexdigest()]
-    clean_probs = forward_probs(model, images[:120])
-    shift_images = images[1000:1100][0:100:2]
+    kept = sample_indices(labels, 120, 10, "cifar10 test")  # the class-balanced sample eval --subset 120 takes
+    clean_probs = forward_probs(model, images[kept])
+    shift_images = images[1000:1100][0:100:2]  # --subset 120 keeps all 50 images of the list
     shift_probs = forward_probs(model, shift_images)
     clean, shifted = rows.iloc[0], rows.iloc[1]
-    assert clean["acc"] == pytest.approx(metrics.accuracy(clean_probs, labels[:120]), abs=1e-12)
-    assert clean["nll"] == pytest.approx(metrics.nll(clean_probs, labels[:120]), rel=1e-5)
+    assert clean["acc"] == pytest.approx(metrics.accuracy(clean_probs, labels[kept]), abs=1e-12)
+    assert clean["nll"] == pytest.approx(metrics.nll(clean_probs, labels[kept]), rel=1e-5)
     assert shifted["acc"] == pytest.approx(metrics.accuracy(shift_probs, labels[1000:1100][0:100:2]), abs=1e-12)
     assert shifted["nll"] == pytest.approx(metrics.nll(shift_probs, labels[1000:1100][0:100:2]), rel=1e-5)
     assert clean["nll_cifar10h"] == pytest.approx(clean["nll"], rel=1e-12)  # one-hot soft labels

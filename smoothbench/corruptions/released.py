@@ -29,7 +29,7 @@ from smoothbench.corruptions.registry import CANONICAL_NAMES
 from smoothbench.data import ImageFolderSource, ResidentImages
 from smoothbench.data.cifar import checked_labels
 from smoothbench.data.download import md5_file
-from smoothbench.data.subset import first_indices
+from smoothbench.data.subset import sample_indices, select_subset
 from smoothbench.errors import UserError, param
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -176,11 +176,15 @@ def load_cifar_c(
 ) -> ResidentImages:
     """Severity ``severity`` of ``corruption`` from a released CIFAR-10-C / CIFAR-100-C folder.
 
-    Memory-maps ``<corruption>.npy`` and copies only rows ``N(s-1) .. N(s-1) + n`` (``n = subset`` or
-    the whole block N = rows / 5) into a :class:`ResidentImages` named ``dataset`` (so the clean
-    set's normalisation applies), split ``test``, ``source="released"``. With ``verify`` the corruption
-    file and ``labels.npy`` must have their published MD5 (``md5s`` replaces that table), unless the
-    folder is a smoothbench-made set (its manifest is present: ``source="generated"``, no MD5s exist).
+    Memory-maps ``<corruption>.npy`` and copies only the rows of the images kept into a
+    :class:`ResidentImages` named ``dataset`` (so the clean set's normalisation applies), split ``test``,
+    ``source="released"``. Each severity is a block of N = rows / 5 images in the clean test order:
+    ``subset=n`` keeps the class-balanced sample of n images that ``get_dataset(..., "test", subset=n)`` keeps
+    of the clean set (:func:`~smoothbench.data.subset.sample_indices` on the labels of the first block, which
+    are the clean test labels), the same rows in every severity; without ``subset``, the whole block. With
+    ``verify`` the corruption file and ``labels.npy`` must have their published MD5 (``md5s`` replaces that
+    table), unless the folder is a smoothbench-made set (its manifest is present: ``source="generated"``, no
+    MD5s exist).
     """
     _check_dataset(dataset)
     if corruption not in CANONICAL_NAMES:
@@ -212,12 +216,16 @@ def load_cifar_c(
         raise UserError(f"{labels_path} has shape {labels.shape}, expected ({len(images)},) to match {path.name}")
     classes = CIFAR_CLASSES[dataset]
     block = len(images) // 5
-    rows = first_indices(block, subset, f"{dataset}-C") if subset is not None else np.arange(block)
     start = block * (severity - 1)
-    sl = slice(start, start + len(rows))
-    block_labels = checked_labels(np.asarray(labels[sl]), len(classes), labels_path)
+    if subset is None:
+        pixels, block_labels = np.asarray(images[start:start + block]), np.asarray(labels[start:start + block])
+    else:
+        first_block = checked_labels(np.asarray(labels[:block]), len(classes), labels_path)
+        rows = start + sample_indices(first_block, subset, len(classes), f"{dataset}-C")
+        pixels, block_labels = np.asarray(images[rows]), np.asarray(labels[rows])
+    block_labels = checked_labels(block_labels, len(classes), labels_path)
     source = "generated" if generated else "released"
-    return ResidentImages.from_numpy(dataset, "test", np.asarray(images[sl]), block_labels, classes, source=source)
+    return ResidentImages.from_numpy(dataset, "test", pixels, block_labels, classes, source=source)
 
 
 def imagenet_c_dir(root: str | os.PathLike) -> Path:
@@ -246,8 +254,10 @@ def load_imagenet_c(
     ``transform="hendrycks"``: CenterCrop(224) + normalisation (ImageNet-C's own test.py);
     ``"paper"``: Resize(256) + CenterCrop(224) (the Blurs-Behave-Like-Ensembles code). Class indices
     follow ``classes`` (default: the sorted WNID folders; a warning says when there are not 1000).
-    ``subset`` keeps the first N images. ``source`` is ``generated`` for a folder written by
-    :func:`~smoothbench.corruptions.writer.make_imagenet_c` (its manifest is present), else ``released``.
+    ``subset`` keeps a class-balanced sample of N images (:func:`~smoothbench.data.subset.subset_positions`,
+    the images ``get_dataset`` keeps of the clean validation folder when this folder holds all of them).
+    ``source`` is ``generated`` for a folder written by :func:`~smoothbench.corruptions.writer.make_imagenet_c`
+    (its manifest is present), else ``released``.
     """
     if transform not in IMAGENET_C_RESIZE:
         raise UserError(f"unknown ImageNet-C transform {transform!r}: use hendrycks or paper")
@@ -273,4 +283,4 @@ def load_imagenet_c(
             stacklevel=2,
         )
     source.source = "generated" if (base / MANIFEST).is_file() else "released"
-    return source.first(subset) if subset is not None else source
+    return select_subset(source, subset) if subset is not None else source

@@ -31,7 +31,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from smoothbench.corruptions import corrupt, imagenet_preprocess
 from smoothbench.corruptions.registry import get_corruption
 from smoothbench.corruptions.released import MANIFEST
-from smoothbench.data.subset import first_indices
+from smoothbench.data.subset import sample_indices
 from smoothbench.errors import UserError
 from smoothbench.fileio import atomic_open
 from smoothbench.progress import Progress
@@ -201,7 +201,8 @@ def make_imagenet_c(
 ) -> Path:
     """Write ImageNet-C for ``corruptions`` from the validation images under ``val_dir``.
 
-    Images are taken in sorted (WNID, file) order, the first ``subset`` of them if given; image ``i``
+    Images are taken in sorted (WNID, file) order, with ``subset`` the class-balanced sample of N of them
+    that an evaluation with ``subset=N`` sees (:func:`~smoothbench.data.subset.sample_indices`); image ``i``
     at severity ``s`` is ``corrupt(preprocess(image_i), corruption, s, params="imagenet", seed,
     start_index=i)`` saved as JPEG quality 85 under its own WNID folder and file stem. Every WNID
     folder is created (empty ones too), so class indices from sorted folders match ImageNet's.
@@ -215,8 +216,9 @@ def make_imagenet_c(
     samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not samples:
         raise UserError(f"no images found under {folder}/<wnid>/: pass the ImageNet validation folder")
-    if subset is not None:
-        samples = [samples[i] for i in first_indices(len(samples), subset, "ImageNet val")]
+    if subset is not None:  # the images get_dataset("imagenet", ..., "test", subset=N) keeps
+        labels = np.asarray([label for _, label in samples])
+        samples = [samples[i] for i in sample_indices(labels, subset, len(classes), "ImageNet val")]
     out = Path(out_dir)
     _claim_folder(out, {"format": "imagenet-c", "params": "imagenet", "seed": seed})
     for name in names:

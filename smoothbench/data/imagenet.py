@@ -117,11 +117,13 @@ class ImageFolderSource:
         return subset
 
     def first(self, n: int) -> "ImageFolderSource":
-        """The first ``n`` images (the evaluation subset)."""
+        """The first ``n`` images, in order (throughput benchmarks; an evaluation subset is a class-balanced
+        sample: :func:`smoothbench.data.subset.subset_positions`)."""
         return self.select(first_indices(len(self), n, f"{self.name} {self.split}"))
 
     def stratified(self, n: int, seed: int) -> "ImageFolderSource":
-        """A class-balanced sample of ``n`` images in original order (see :func:`stratified_indices`)."""
+        """A class-balanced sample of ``n`` images in original order, drawn from ``seed`` (see
+        :func:`stratified_indices`)."""
         return self.select(stratified_indices(self.labels.numpy(), n, self.num_classes, seed, f"{self.name} {self.split}"))
 
     def effective(self, preprocess: Preprocess | None) -> Preprocess:

@@ -9,6 +9,7 @@ from smoothbench.data.cifar import CIFAR, load_cifar
 from smoothbench.data.imagenet import ImageFolderSource
 from smoothbench.data.info import DATASETS, SPLITS
 from smoothbench.data.resident import ResidentImages
+from smoothbench.data.subset import EVAL_SUBSET_SEED, select_subset
 from smoothbench.data.synthetic import default_synthetic
 from smoothbench.errors import UserError, param
 from smoothbench.progress import Progress
@@ -23,7 +24,8 @@ def get_dataset(
     *,
     download: bool = False,
     subset: int | None = None,
-    seed: int = 0,
+    subset_file: str | os.PathLike | None = None,
+    seed: int = EVAL_SUBSET_SEED,
     workers: int = 4,
     progress: Progress | None = None,
 ) -> ResidentImages | ImageFolderSource:
@@ -33,11 +35,16 @@ def get_dataset(
       (official python folders); ``download`` fetches the official archive when files are missing.
     - ``imagenet``: ``data_dir/train`` and ``data_dir/val`` ImageFolders with WNID folders, decoded by
       ``workers`` DataLoader processes.
-    - ``synthetic``: generated in memory from a fixed seed, once per process (``data_dir`` is ignored);
-      ``seed`` only picks training subsets.
+    - ``synthetic``: generated in memory from a fixed seed, once per process (``data_dir`` is ignored).
 
-    ``subset=N`` keeps a class-balanced random sample of N images (drawn from ``seed``, original order)
-    of the training split, or the first N images of the test split.
+    ``subset=N`` keeps a class-balanced random sample of N images, in their original order
+    (:mod:`smoothbench.data.subset`): every class gets ``N // K`` images and the first ``N mod K`` classes one
+    more. The test split's sample is always drawn from the fixed
+    :data:`~smoothbench.data.subset.EVAL_SUBSET_SEED` (every command evaluates the same N test images); the
+    training split's from ``seed`` (training passes its own; evaluations keep the default, that same fixed
+    seed). ``subset_file`` keeps the images a published list names (positions, or relative paths in an
+    image folder; :func:`~smoothbench.data.subset.read_subset_file`), in the file's order, and ``subset`` then
+    samples N of them.
     """
     if name not in DATASETS:
         raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
@@ -58,6 +65,6 @@ def get_dataset(
         source = ImageFolderSource(name, split, folder, workers=workers)
     else:
         source = default_synthetic(split)
-    if subset is None:
+    if subset is None and subset_file is None:
         return source
-    return source.stratified(subset, seed) if split == "train" else source.first(subset)
+    return select_subset(source, subset, subset_file, seed=seed if split == "train" else EVAL_SUBSET_SEED)

@@ -103,11 +103,13 @@ class ResidentImages:
         return self._like(self.images[index], self.labels[index], None)
 
     def first(self, n: int) -> "ResidentImages":
-        """The first ``n`` images (the evaluation subset)."""
+        """The first ``n`` images, in order (throughput benchmarks; an evaluation subset is a class-balanced
+        sample: :func:`smoothbench.data.subset.subset_positions`)."""
         return self.select(first_indices(len(self), n, f"{self.name} {self.split}"))
 
     def stratified(self, n: int, seed: int) -> "ResidentImages":
-        """A class-balanced sample of ``n`` images in original order (see :func:`stratified_indices`)."""
+        """A class-balanced sample of ``n`` images in original order, drawn from ``seed`` (see
+        :func:`stratified_indices`)."""
         idx = stratified_indices(self.labels.cpu().numpy(), n, self.num_classes, seed, f"{self.name} {self.split}")
         return self.select(idx)
 

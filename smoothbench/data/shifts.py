@@ -18,19 +18,18 @@ CIFAR-10H (:func:`load_cifar10h`) is not an image set but human soft labels for 
 
 Files are looked up under ``data_dir`` (several usual folder names, see :data:`SHIFTS`); ``download``
 fetches the sets that have a stable URL and a published MD5 (CIFAR-10.1, CIFAR-10H, ImageNet-A,
-ImageNet-R). :func:`get_shift` is the one entry point from a name; :func:`read_subset_file` reads a
-published image list (``--subset-file``).
+ImageNet-R). :func:`get_shift` is the one entry point from a name; published image lists (``--subset-file``) are read by
+:func:`smoothbench.data.subset.read_subset_file`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,6 +40,7 @@ from smoothbench.data.imagenet import ImageFolderSource
 from smoothbench.data.imagenet_wnids import IMAGENET_A_WNIDS, IMAGENET_R_WNIDS, IMAGENET_WNIDS
 from smoothbench.data.preprocess import Preprocess, dataset_preprocess
 from smoothbench.data.resident import ResidentImages
+from smoothbench.data.subset import read_subset_file  # noqa: F401  (--subset-file lists; it lived here)
 from smoothbench.errors import UserError, param
 from smoothbench.progress import Progress
 
@@ -367,69 +367,3 @@ def get_shift(name: str, data_dir: str | os.PathLike | None, *, download: bool =
     if info.files is not None:
         return load_cifar10_1(data_dir, download=download, progress=progress), None
     return load_folder_shift(name, data_dir, download=download, workers=workers, progress=progress), class_mask(name)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# published subsets
-
-
-def _file_names(source) -> dict[str, int] | None:
-    """Relative ``<class folder>/<file>`` path → position, for a source made of files; ``None`` otherwise."""
-    samples, root = getattr(source, "samples", None), getattr(source, "root", None)
-    if samples is None or root is None:
-        return None
-    return {Path(path).relative_to(root).as_posix(): i for i, (path, _) in enumerate(samples)}
-
-
-def read_subset_file(path: str | os.PathLike, source) -> tuple[np.ndarray, str]:
-    """The positions in ``source`` that the image list ``path`` names, in the file's order, and the file's
-    SHA-256 (hex, for provenance).
-
-    One entry per line: an integer position (``0`` .. ``len(source) - 1``) or, for an image-folder source, a
-    file's path relative to the source's folder, ``<class folder>/<file>`` (the format of RobustBench's
-    ImageNet-C list ``imagenet_test_image_ids.txt``, e.g. ``n01440764/ILSVRC2012_val_00000293.JPEG``).
-    Blank lines and ``#`` comments (whole lines or line ends) are ignored. A duplicate, an out-of-range
-    position or an unknown name is a UserError naming the file and line.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-        text = raw.decode("utf-8")
-    except FileNotFoundError:
-        raise UserError(f"subset file {path} not found") from None
-    except IsADirectoryError:
-        raise UserError(f"subset file {path} is a folder; give the image list file") from None
-    except UnicodeDecodeError:
-        raise UserError(f"subset file {path} is not UTF-8 text (one position or file name per line)") from None
-    names: dict[str, int] | None = None
-    seen: dict[int, int] = {}
-    indices: list[int] = []
-    total = len(source)
-    for number, line in enumerate(text.splitlines(), start=1):
-        entry = line.split("#", 1)[0].strip()
-        if not entry:
-            continue
-        where = f"{path}:{number}"
-        if re.fullmatch(r"[+-]?[0-9]+", entry):
-            position = int(entry)
-            if not 0 <= position < total:
-                raise UserError(f"{where}: position {position} is out of range: {source.name} has {total} images "
-                                f"(0..{total - 1})")
-        else:
-            if names is None:
-                names = _file_names(source)
-                if names is None:
-                    raise UserError(f"{where}: {entry!r} is a file name, but {source.name} is an array set "
-                                    "without file names; list integer positions instead")
-            key = PurePosixPath(entry.replace("\\", "/")).as_posix()
-            if key not in names:
-                raise UserError(f"{where}: no image {entry!r} in {source.name} (names are paths relative to "
-                                f"{getattr(source, 'root', 'its folder')}, like <class folder>/<file>)")
-            position = names[key]
-        if position in seen:
-            raise UserError(f"{where}: {entry!r} repeats the image of line {seen[position]}; list each image once")
-        seen[position] = number
-        indices.append(position)
-    if not indices:
-        raise UserError(f"subset file {path} lists no images (one position or file name per line)")
-    return np.asarray(indices, dtype=np.int64), hashlib.sha256(raw).hexdigest()

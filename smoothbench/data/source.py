@@ -43,10 +43,11 @@ class ImageSource(Protocol):
         """The images at ``indices`` (in that order) as a new source (sharding, subsets)."""
 
     def first(self, n: int) -> "ImageSource":
-        """The first ``n`` images (evaluation subsets)."""
+        """The first ``n`` images (throughput benchmarks)."""
 
     def stratified(self, n: int, seed: int) -> "ImageSource":
-        """A class-balanced random sample of ``n`` images in original order (training subsets)."""
+        """A class-balanced random sample of ``n`` images in original order, drawn from ``seed`` (subsets:
+        :mod:`smoothbench.data.subset`)."""
 
     def eval_batches(self, batch_size: int, mean: Sequence[float] | None, std: Sequence[float] | None, *,
                      device: torch.device | str, channels_last: bool = False) -> Iterator[EvalBatch]:

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from smoothbench.consistency import PerturbationMeter, is_noise_perturbation, seed_stability, size_consistency
+from smoothbench.errors import UserError, param
 from smoothbench.evaluation.ensembles import announce_long_run
 from smoothbench.evaluation.members import Members
 from smoothbench.evaluation.scoring import Row, predict_with, provenance, size_columns
@@ -53,14 +54,17 @@ def perturbation_rows(
     settings: EvalSettings,
     *,
     source_kind: str,
+    positions: Sequence[int] | np.ndarray | None = None,
     chunk_sequences: int = 256,
     progress: Progress | None = None,
 ) -> list[Row]:
     """CIFAR-10-P consistency per perturbation and ensemble size (paper consistency, CEC, Hendrycks FP/T5D).
 
     ``frames_of(name)`` returns uint8 sequences ``(N, T, 32, 32, 3)`` (released memory map or generated);
-    sequences are fed in chunks of ``chunk_sequences`` so memory stays bounded. MC masks are keyed by the
-    global frame index ``i·T + t``, so each frame gets its own masks.
+    ``positions`` keeps those sequences, in that order (``None``: all; a released set follows the clean test
+    order, so the positions of a test subset pick its images). Sequences are fed in chunks of
+    ``chunk_sequences`` so memory stays bounded. MC masks are keyed by the global frame index ``i·T + t``
+    (``i`` counting the sequences used), so each frame gets its own masks.
     """
     from smoothbench.data import ResidentImages
 
@@ -70,13 +74,19 @@ def perturbation_rows(
     for position, name in enumerate(perturbations):
         sequences = frames_of(name)
         n, t = sequences.shape[:2]
-        if settings.subset is not None:
-            n = min(n, settings.subset)
+        if positions is not None:
+            order = np.asarray(positions, dtype=np.int64)
+            if len(order) and (order.min() < 0 or order.max() >= n):
+                raise UserError(f"the {name} sequences number {n}, fewer than the clean test images they should "
+                                f"follow (position {int(order.max())} asked for): use the complete CIFAR-10-P "
+                                f"release, or {param('generate')} the sequences")
+            n = len(order)
         meters = {k: PerturbationMeter(noise=is_noise_perturbation(name)) for k in settings.ensembles}
         digest = hashlib.sha256(f"{name}:{n}x{t}".encode())
         for start in range(0, n, chunk_sequences):
             stop = min(start + chunk_sequences, n)
-            chunk = np.ascontiguousarray(sequences[start:stop]).reshape(-1, *sequences.shape[2:])
+            rows_used = sequences[start:stop] if positions is None else sequences[order[start:stop]]
+            chunk = np.ascontiguousarray(rows_used).reshape(-1, *sequences.shape[2:])
             labels = np.zeros(len(chunk), dtype=np.int64)  # CIFAR-10-P has no labels; consistency needs none
             source = ResidentImages.from_numpy(f"cifar10-p/{name}", "test", chunk, labels,
                                                [str(i) for i in range(members.spec.num_classes)], source=source_kind)

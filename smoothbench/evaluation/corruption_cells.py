@@ -141,7 +141,7 @@ class _CellSources:
             sweep = self.sweep
             directory = sweep.data_dir if sweep.generate else sweep.clean_data_dir
             self._clean = get_dataset(sweep.clean_dataset, directory, "test", subset=self.settings.subset,
-                                      seed=self.settings.seed)
+                                      subset_file=self.settings.subset_file)
         return self._clean
 
     def cell(self, corruption: str, severity: int):
@@ -160,15 +160,23 @@ class _CellSources:
             images = distributed.gather_rows(images)
             return ResidentImages.from_numpy(sweep.dataset, "test", images, clean.labels.numpy(), clean.classes,
                                              source="generated")
+        # a released cell is the clean test set corrupted, image for image: the subset file's positions (or
+        # relative paths) and the sample drawn from its labels (the clean labels) pick the clean subset's images
+        from smoothbench.data.subset import select_subset
+
         if sweep.dataset == "imagenet-c":
             from smoothbench.corruptions.released import load_imagenet_c
 
-            return load_imagenet_c(sweep.data_dir, corruption, severity, transform=sweep.imagenet_c_transform,
-                                   subset=settings.subset)
+            cell = load_imagenet_c(sweep.data_dir, corruption, severity, transform=sweep.imagenet_c_transform)
+            return select_subset(cell, settings.subset, settings.subset_file)
         from smoothbench.corruptions.released import load_cifar_c
 
-        cell = load_cifar_c(sweep.data_dir, corruption, severity, dataset=sweep.clean_dataset,
-                            subset=settings.subset, verify=sweep.verify)
+        if settings.subset_file is None:  # reads only the rows of the subset
+            cell = load_cifar_c(sweep.data_dir, corruption, severity, dataset=sweep.clean_dataset,
+                                subset=settings.subset, verify=sweep.verify)
+        else:
+            cell = select_subset(load_cifar_c(sweep.data_dir, corruption, severity, dataset=sweep.clean_dataset,
+                                              verify=sweep.verify), settings.subset, settings.subset_file)
         if sweep.clean_data_dir is not None:
             self._check_labels(cell)
         return cell

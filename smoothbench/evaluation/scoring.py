@@ -52,6 +52,7 @@ def provenance(settings: EvalSettings, source, members: Members) -> Row:
         "data_fingerprint": source.fingerprint,
         "n_images": len(source),
         "subset": settings.subset if settings.subset is not None else "",
+        "subset_sha256": settings.subset_sha256,
         "ece_bins": settings.ece_bins,
         "ece_mode": settings.ece_mode,
         "precision": settings.precision,
@@ -120,7 +121,8 @@ def evaluate(members: Members, source, settings: EvalSettings, *, context: Row |
              calibration: Calibration | None = None) -> tuple[list[Row], EnsemblePredictions]:
     """Predict and score ``source``: one tidy row per ensemble size, plus the predictions themselves.
 
-    ``context`` adds identifying columns (dataset, split, corruption, severity, source...); ``announce`` as
+    ``context`` adds identifying columns (dataset, split, corruption, severity, source...; a provenance column
+    it names, such as ``shift``'s own ``subset_sha256``, takes its value from there); ``announce`` as
     in :func:`~smoothbench.evaluation.ensembles.predict`; ``calibration`` (fitted on held-out images) adds
     the temperature-scaled columns.
     """
@@ -128,6 +130,7 @@ def evaluate(members: Members, source, settings: EvalSettings, *, context: Row |
                                calibration=calibration)
     head = {**members.columns(), **(context or {})}
     tail = {**provenance(settings, source, members), "calibration": "" if calibration is None else calibration.column}
+    tail = {key: value for key, value in tail.items() if key not in head}
     start = time.perf_counter()
     rows = [{**head, **row, **calibrated_columns(predictions, row["ensemble_size"], settings), **tail}
             for row in score(predictions, settings)]

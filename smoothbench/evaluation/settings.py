@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
@@ -22,8 +23,17 @@ class EvalSettings:
     ``ensembles``: the ensemble sizes to report (``"1,5,50"`` or a list; one pass draws the largest and
     snapshots the others). ``mc_samples``: MC-dropout samples per member of a deep ensemble. ``seed``
     keys the MC-dropout masks. ``ece_mode`` / ``ece_bins``: the binning of the ``ece`` column
-    (``ece_bins=None`` means 15, or 10 with ``reference``). ``subset``: evaluate the first N images.
-    ``seed``, ``precision``, ``ece_bins``, ``ece_mode`` and ``subset`` are recorded in the rows' provenance.
+    (``ece_bins=None`` means 15, or 10 with ``reference``).
+
+    Which images: ``subset_file`` evaluates only the images a published list names (one position, or for an
+    image folder one relative path ``<class folder>/<file>``, per line;
+    :func:`~smoothbench.data.subset.read_subset_file`), in the file's order; its SHA-256 is ``subset_sha256`` (read when the settings are made). ``subset``
+    evaluates N images: a class-balanced random sample (every class ``N // K`` images, the first ``N mod K``
+    classes one more), kept in the original order and drawn from the fixed
+    :data:`~smoothbench.data.subset.EVAL_SUBSET_SEED`, not from ``seed``, so that every command and every MC
+    seed sees the same images; with ``subset_file`` it samples N of the listed images.
+    ``seed``, ``precision``, ``ece_bins``, ``ece_mode``, ``subset`` and ``subset_sha256`` are recorded in the
+    rows' provenance (and key them).
     ``class_mask``: score only these output columns (ImageNet-A/R's 200 of 1000 classes; the softmax runs over
     them).
 
@@ -51,11 +61,14 @@ class EvalSettings:
     ece_bins: int | None = None
     ece_mode: str = "standard"
     subset: int | None = None
+    subset_file: str | os.PathLike | None = None
     profile: bool = False
     class_mask: tuple[int, ...] | None = None
     calibrate: str | None = None
     calibration_split: int = 5000
     calibration_data: str | None = None
+    #: SHA-256 (hex) of ``subset_file``, ``""`` without one: set from the file, not given.
+    subset_sha256: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ensembles = parse_sizes(self.ensembles)
@@ -71,6 +84,11 @@ class EvalSettings:
             raise UserError(f"{param('batch_size')} must be at least 1, got {self.batch_size}")
         if self.subset is not None and self.subset < 1:
             raise UserError(f"{param('subset')} must be at least 1, got {self.subset}")
+        if self.subset_file is not None:
+            from smoothbench.data.subset import subset_file_sha256
+
+            self.subset_file = str(self.subset_file)
+            self.subset_sha256 = subset_file_sha256(self.subset_file)
         if self.calibrate not in (None, *CALIBRATIONS):
             raise UserError(f"{param('calibrate')} must be one of {', '.join(CALIBRATIONS)}, got {self.calibrate!r}")
         if self.calibration_split < 1:

@@ -1,7 +1,9 @@
 """Building a ranked leaderboard from the result rows of many runs, with provenance (rendering: :mod:`.render`).
 
-:func:`build_leaderboard` recognises the rows by their columns: consistency rows have ``kind``, corruption
-rows have ``corruption`` and ``severity``, the others are clean evaluations. One leaderboard row is one
+:func:`build_leaderboard` recognises the rows by their columns: OOD rows have ``ood_set``, natural-shift rows
+have ``shift``, consistency rows have ``kind``, corruption rows have ``corruption`` and ``severity``, the
+others are clean evaluations. A :data:`VIEWS` entry picks which rows are ranked, the default sort key and the
+metrics shown: ``paper`` (clean, corrupted and consistency metrics), ``selective``, ``ood`` and ``shift``. One leaderboard row is one
 configuration (arch, method, smoothing, blur, tau, dropout rate, width; or the model name when those are
 unknown) on one dataset at one ensemble size; several seeds / checkpoints of it are averaged. Rows are
 ranked only against comparable rows (same dataset, subset, number of images, data fingerprints, ECE
@@ -20,24 +22,54 @@ import pandas as pd
 from smoothbench.errors import UserError
 from smoothbench.results.store import canonical, row_key
 from smoothbench.results.summaries import summarize_corruptions
-from smoothbench.schema import CORRUPTION_METRICS, MC_SIZE_METRICS, PERTURBATION_METRICS, ROW_METRICS, direction
+from smoothbench.schema import (CALIBRATED_ROW_METRICS, CORRUPTION_METRICS, MC_SIZE_METRICS, OOD_METRICS,
+                                PERTURBATION_METRICS, ROW_METRICS, direction)
 
 #: Columns that must agree for rows to be ranked together: the clean evaluation's data and ECE settings, and
 #: the corruption sweep's (``c_*``, ``source``), the input recipe (``preprocess``) and the forward precision
-#: (bf16 and fp32 rows are not one replicate). ``subset`` is ``full`` for the whole set; an empty value
-#: means that part was not measured and conflicts with nothing.
+#: (bf16 and fp32 rows are not one replicate), post-hoc ``calibration`` (``none`` without), a published image
+#: list (``subset_sha256``), and for the ``ood`` and ``shift`` views the OOD set and score or the shift set.
+#: ``subset`` is ``full`` for the whole set; an empty value means that part was not measured and conflicts
+#: with nothing.
 COMPARABILITY = ("dataset", "subset", "n_images", "data_fingerprint", "preprocess", "ece_mode", "ece_bins", "precision",
-                 "source", "c_subset", "c_n_images", "c_data_fingerprint")
+                 "calibration", "subset_sha256", "source", "c_subset", "c_n_images", "c_data_fingerprint",
+                 "ood_set", "score", "shift")
 #: Columns that define a configuration; its seeds / checkpoints are averaged.
 CONFIG = ("arch", "method", "smoothing", "blur", "tau", "dropout_rate", "width")
 #: Provenance kept on every leaderboard row.
 PROVENANCE = ("smoothbench_version", "seed", "checkpoint_sha256", "data_fingerprint", "subset", "n_images", "preprocess",
-              "ece_mode", "ece_bins", "precision", "source", "c_subset", "c_n_images", "c_data_fingerprint")
-#: Metrics shown in markdown / html (when present), besides the sort metric.
-SHOWN = ("acc", "nll", "ece", "brier", "cAcc", "cNLL", "cECE", "mCE", "agreement", "consistency", "flip_prob")
+              "ece_mode", "ece_bins", "precision", "calibration", "subset_sha256", "source", "c_subset", "c_n_images",
+              "c_data_fingerprint", "ood_set", "score", "shift")
+
+
+@dataclass(frozen=True)
+class View:
+    """One kind of leaderboard: which ``rows`` it ranks (``evaluation``: clean, corruption and consistency rows
+    joined per run; ``ood``; ``shift``), its default ``sort`` key and the metrics it ``shown`` (when present)."""
+
+    name: str
+    rows: str
+    sort: str
+    shown: tuple[str, ...]
+    meaning: str
+    split_by: tuple[str, ...] = ()  # comparability fields that form the view's groups by design (no note)
+
+
+#: The leaderboards ``smoothbench leaderboard --view`` builds.
+VIEWS: dict[str, View] = {view.name: view for view in (
+    View("paper", "evaluation", "nll",
+         ("acc", "nll", "ece", "brier", "nll_ts", "ece_ts", "cAcc", "cNLL", "cECE", "mCE", "agreement", "consistency",
+          "flip_prob"),
+         "the paper's metrics: clean, under corruption, consistency (calibrated NLL/ECE when present)"),
+    View("selective", "evaluation", "aurc", ("acc", "aurc", "eaurc", "augrc", "risk_at_80", "coverage_at_5", "aurc_ts"),
+         "selective prediction: rank by confidence, reject the least confident"),
+    View("ood", "ood", "auroc_ood", OOD_METRICS, "OOD detection, one group per OOD set and score", ("ood_set", "score")),
+    View("shift", "shift", "acc", ("acc", "nll", "ece", "brier", "nll_cifar10h"),
+         "natural distribution shifts, one group per set (clean: the test set)", ("shift",)),
+)}
 
 _JOIN = ("model", "checkpoint_sha256", "dataset", "ensemble_size", "seed", "precision")
-_ECE = ("ece_mode", "ece_bins")
+_ECE = ("ece_mode", "ece_bins", "calibration")
 _CORRUPTION_SIDE = ("c_subset", "c_n_images", "c_data_fingerprint")
 _EVAL_SPLITS = {"", "test", "val", "validation"}
 
@@ -57,6 +89,7 @@ class Leaderboard:
     sort: str
     notes: list[str] = field(default_factory=list)
     groups: list[dict[str, str]] = field(default_factory=list)
+    view: str = "paper"
 
     def metrics(self) -> list[str]:
         """Metric columns of the table (means; each has a ``_std`` partner)."""
@@ -77,6 +110,12 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
 def _subset_text(value: Any) -> str:
     """``subset`` as a comparability value: ``full`` for the whole set (an empty subset column)."""
     return canonical(value) or "full"
+
+
+def _calibration_text(value: Any) -> str:
+    """``calibration`` as a comparability value: ``none`` for raw rows, so that a run's raw and calibrated rows
+    are never averaged as two seeds."""
+    return canonical(value) or "none"
 
 
 def _keyed(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -111,9 +150,11 @@ def _eval_part(rows: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
         rows = rows[split.isin(_EVAL_SPLITS)]
     rows = rows.drop(columns=[c for c in ("source",) + _CORRUPTION_SIDE if c in rows.columns])
     rows = rows.assign(dataset=_column(rows, "dataset").map(_base_dataset),
-                       subset=_column(rows, "subset").map(_subset_text))
-    rows = _keyed(rows, _JOIN + ("subset",) + _ECE).drop_duplicates("_k", keep="last")
-    return _keyed(rows, _JOIN + _ECE)
+                       subset=_column(rows, "subset").map(_subset_text),
+                       calibration=_column(rows, "calibration").map(_calibration_text))
+    distinct = _JOIN + ("subset", "subset_sha256", "ood_set", "score", "shift") + _ECE
+    rows = _keyed(rows, distinct).drop_duplicates("_k", keep="last")
+    return _keyed(rows, distinct if {"ood_set", "shift"} & set(rows.columns) else _JOIN + _ECE)
 
 
 def _corruption_part(rows: pd.DataFrame, baseline: pd.DataFrame | None,
@@ -126,7 +167,8 @@ def _corruption_part(rows: pd.DataFrame, baseline: pd.DataFrame | None,
         notes.append("mCE omitted: no corruption baseline given")
     summary = summary.assign(dataset=_column(summary, "dataset").map(_base_dataset),
                              c_subset=_column(summary, "subset").map(_subset_text),
-                             c_n_images=_column(summary, "n_images"))
+                             c_n_images=_column(summary, "n_images"),
+                             calibration=_column(summary, "calibration").map(_calibration_text))
     clean_side = ("subset", "n_images", "data_fingerprint")  # the sweep's clean rows: not the clean evaluation
     keep = [c for c in summary.columns if c not in clean_side and c in CORRUPTION_METRICS + _JOIN + CONFIG
             + COMPARABILITY + ("members", "mc_samples", "smoothbench_version", "baseline")]
@@ -250,12 +292,18 @@ def _shown_value(value: str) -> str:
     return value if value != "" else "none"
 
 
-def _group_notes(groups: list[dict[str, str]], counts: list[int]) -> list[str]:
-    """Why the rows of groups 2, 3, ... were ranked separately from group 1."""
+def _group_notes(groups: list[dict[str, str]], counts: list[int], split_by: Sequence[str] = ()) -> list[str]:
+    """Why the rows of groups 2, 3, ... were ranked apart from the first group of their view split (the same
+    ``split_by`` values; the view's own grouping, which needs no note)."""
     notes = []
-    for number, (fields, count) in enumerate(zip(groups[1:], counts[1:]), start=2):
-        reasons = ", ".join(f"{f}={_shown_value(fields[f])} (group 1: {_shown_value(groups[0][f])})"
-                            for f in COMPARABILITY if not _compatible({f: fields[f]}, {f: groups[0][f]}, (f,)))
+    firsts: dict[tuple[str, ...], int] = {}
+    for number, (fields, count) in enumerate(zip(groups, counts), start=1):
+        first = firsts.setdefault(tuple(fields[f] for f in split_by), number)
+        if first == number:
+            continue
+        ref = groups[first - 1]
+        reasons = ", ".join(f"{f}={_shown_value(fields[f])} (group {first}: {_shown_value(ref[f])})"
+                            for f in COMPARABILITY if not _compatible({f: fields[f]}, {f: ref[f]}, (f,)))
         notes.append(f"{count} row(s) use {reasons}; ranked separately as group {number}")
     return notes
 
@@ -280,10 +328,35 @@ def _mixed_notes(groups: list[dict[str, str]]) -> list[str]:
             "allow_mixed" for f in COMPARABILITY if len(_values(groups, f)) > 1]
 
 
-def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int | Sequence[int] | str | None = None,
-                      allow_mixed: bool = False, baseline: pd.DataFrame | None = None,
-                      corruptions: str | Sequence[str] = "common") -> Leaderboard:
+def _view_rows(df: pd.DataFrame, view: View, notes: list[str]) -> pd.DataFrame:
+    """The rows ``view`` ranks: OOD rows (``ood_set``), shift rows (``shift``, the clean test set's included),
+    or the others (a shift command's clean rows count as clean evaluations)."""
+    ood = _column(df, "ood_set").map(canonical) != ""
+    shift = _column(df, "shift").map(canonical)
+    if view.rows == "ood":
+        return df[ood]
+    if view.rows == "shift":
+        return df[shift != ""]
+    clean = shift.isin(["", "clean"])
+    others = [f"{count} {what} row(s) (ranked with --view {name})"
+              for count, what, name in ((int(ood.sum()), "OOD", "ood"), (int((~clean & ~ood).sum()), "natural-shift",
+                                                                          "shift")) if count]
+    if others:
+        notes.append(f"{' and '.join(others)} left out of the {view.name} view")
+    kept = df[~ood & clean]
+    return kept.drop(columns=[c for c in ("ood_set", "score", "shift") if c in kept.columns])
+
+
+def build_leaderboard(df: pd.DataFrame, *, sort: str | None = None,
+                      ensemble_size: int | Sequence[int] | str | None = None, allow_mixed: bool = False,
+                      baseline: pd.DataFrame | None = None, corruptions: str | Sequence[str] = "common",
+                      view: str = "paper") -> Leaderboard:
     """Rank the runs in ``df`` (rows from :func:`smoothbench.results.read_results`).
+
+    ``view`` (:data:`VIEWS`) picks the rows and the default ``sort``: ``paper`` (nll) ranks clean, corruption
+    and consistency rows joined per run, ``selective`` (aurc) the clean rows by their selective-prediction
+    metrics, ``ood`` (auroc_ood) the OOD rows in one group per OOD set and score, ``shift`` (acc) the
+    natural-shift rows in one group per set.
 
     Per configuration and ensemble size (``ensemble_size``: one size, a list, ``"all"``, or ``None`` = each
     configuration's largest size; deep ensembles count as the same configuration as their members):
@@ -300,9 +373,18 @@ def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int
     :mod:`smoothbench.schema` (``ece_signed`` by absolute value; metrics with no better direction, such as
     ``entropy``, in ascending order).
     """
+    if view not in VIEWS:
+        raise UserError(f"unknown leaderboard view {view!r}: choose from {', '.join(VIEWS)}")
+    chosen = VIEWS[view]
+    sort = sort or chosen.sort
     if df.empty or "model" not in df.columns:
-        raise UserError("no result rows to rank; give smoothbench result files (eval, corrupt, consistency)")
+        raise UserError("no result rows to rank; give smoothbench result files (eval, corrupt, consistency, ood, shift)")
     notes: list[str] = []
+    df = _view_rows(df, chosen, notes)
+    if df.empty:
+        raise UserError(f"no rows for the {view} view ({chosen.meaning}); "
+                        + ("run smoothbench ood" if chosen.rows == "ood" else
+                           "run smoothbench shift" if chosen.rows == "shift" else "give eval, corrupt or consistency results"))
     is_consistency = df["kind"].notna() if "kind" in df.columns else pd.Series(False, index=df.index)
     is_corruption = ~is_consistency
     for column in ("corruption", "severity"):
@@ -313,8 +395,9 @@ def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int
     replicates = _outer(parts[0], parts[1])  # joined on the run and its ECE settings
     if parts[2] is not None:  # consistency has no ECE settings: joined on the run only
         replicates = _outer(None if replicates is None else _keyed(replicates, _JOIN), parts[2])
-    metrics = [m for m in ROW_METRICS + CORRUPTION_METRICS + MC_SIZE_METRICS + PERTURBATION_METRICS
-               if replicates is not None and m in replicates.columns]
+    known = ROW_METRICS + CALIBRATED_ROW_METRICS + ("temperature", "nll_cifar10h") + OOD_METRICS
+    metrics = [m for m in known + CORRUPTION_METRICS + MC_SIZE_METRICS + PERTURBATION_METRICS
+               if replicates is not None and m in replicates.columns and replicates[m].notna().any()]
     if not metrics:
         raise UserError("the rows have no metric columns; give smoothbench result files (eval, corrupt, consistency)")
     if sort not in metrics:
@@ -323,23 +406,27 @@ def build_leaderboard(df: pd.DataFrame, *, sort: str = "nll", ensemble_size: int
     replicates["_family"] = [_configuration(r, ("dataset",)) for r in replicates.to_dict("records")]
     replicates = _select_sizes(replicates, ensemble_size)
     replicates["_comp"] = ["\x1f".join(row_key(r, COMPARABILITY)) for r in replicates.to_dict("records")]
-    replicates["_config"] = [_configuration(r, ("dataset", "ensemble_size", "members", "mc_samples"))
+    replicates["_config"] = [_configuration(r, ("dataset", "ensemble_size", "members", "mc_samples", "calibration"))
                              for r in replicates.to_dict("records")]
     comps = list(dict.fromkeys(replicates["_comp"]))
     number, groups = _assign_groups(comps, replicates["_comp"].value_counts().to_dict())
     replicates["_group"] = replicates["_comp"].map(number)
     table = _aggregate(replicates, metrics)
-    if allow_mixed:
-        notes += _mixed_notes(groups)
-        groups = [_merged_fields(groups)]
-        table["group"] = 1
+    if allow_mixed:  # one group per value of the view's own grouping fields (one group for the paper view)
+        by_split: dict[tuple[str, ...], list[int]] = {}
+        for i, fields in enumerate(groups):
+            by_split.setdefault(tuple(fields[f] for f in chosen.split_by), []).append(i + 1)
+        merged = {old: new for new, members in enumerate(by_split.values(), start=1) for old in members}
+        notes += [note for members in by_split.values() for note in _mixed_notes([groups[i - 1] for i in members])]
+        groups = [_merged_fields([groups[i - 1] for i in members]) for members in by_split.values()]
+        table["group"] = table["group"].map(merged)
     else:
         counts = table["group"].value_counts()
-        notes += _group_notes(groups, [int(counts.get(i + 1, 0)) for i in range(len(groups))])
+        notes += _group_notes(groups, [int(counts.get(i + 1, 0)) for i in range(len(groups))], chosen.split_by)
     table["ensemble_size"] = pd.to_numeric(table["ensemble_size"], errors="coerce").astype("Int64")
     table["rank"] = _rank(table, sort)
     table = table.sort_values(["group", "rank"], na_position="last", kind="stable")
     front = ["group", "rank", "name", "dataset", "ensemble_size", "members", "mc_samples", "n_seeds", *CONFIG]
     metric_columns = [c for m in metrics for c in (m, f"{m}_std")]
     columns = [c for c in front + metric_columns + list(PROVENANCE) + ["baseline"] if c in table.columns]
-    return Leaderboard(table[columns].reset_index(drop=True), sort, notes, groups)
+    return Leaderboard(table[columns].reset_index(drop=True), sort, notes, groups, view)

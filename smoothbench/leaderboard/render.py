@@ -16,7 +16,7 @@ import pandas as pd
 
 from smoothbench.errors import UserError, param
 from smoothbench.fileio import atomic_open
-from smoothbench.leaderboard.build import PROVENANCE, SHOWN, Leaderboard
+from smoothbench.leaderboard.build import PROVENANCE, VIEWS, Leaderboard
 from smoothbench.results.store import canonical, to_json_records
 from smoothbench.schema import direction, is_percent
 
@@ -26,9 +26,10 @@ ORDER_TEXT = {"lower": "lower is better", "abs-lower": "lower |value| is better"
 
 
 def shown_metrics(board: Leaderboard) -> list[str]:
-    """The metrics a rendered table shows: :data:`SHOWN` where present, and the sort metric."""
-    present = board.metrics()
-    return [m for m in SHOWN if m in present] + ([board.sort] if board.sort not in SHOWN else [])
+    """The metrics a rendered table shows: its view's (:data:`~smoothbench.leaderboard.build.VIEWS`) where
+    present, and the sort metric."""
+    present, shown = board.metrics(), VIEWS[board.view].shown
+    return [m for m in shown if m in present] + ([board.sort] if board.sort not in shown else [])
 
 
 def cell_text(row: pd.Series, metric: str) -> str:
@@ -89,7 +90,7 @@ def to_csv(board: Leaderboard) -> str:
 
 
 def to_json(board: Leaderboard) -> str:
-    """JSON: ``{"format", "sort", "notes", "groups", "models": [...]}`` with one object per row.
+    """JSON: ``{"format", "view", "sort", "notes", "groups", "models": [...]}`` with one object per row.
 
     Each model object has RobustBench-like fields ``name, dataset, architecture, clean_acc,
     corruptions_acc, corruptions_mce`` (fractions, not RobustBench's percent strings; ``null`` when
@@ -108,7 +109,7 @@ def to_json(board: Leaderboard) -> str:
             "group": row["group"], "rank": row["rank"], "metrics": metrics,
             "provenance": {p: row.get(p) for p in PROVENANCE if p in row},
         })
-    document = {"format": "smoothbench-leaderboard", "sort": board.sort, "notes": board.notes,
+    document = {"format": "smoothbench-leaderboard", "view": board.view, "sort": board.sort, "notes": board.notes,
                 "groups": board.groups, "models": models}
     return json.dumps(document, indent=1, allow_nan=False) + "\n"
 

@@ -43,8 +43,9 @@ class AnalysisRequest:
     """What every analysis shares.
 
     ``model``: a run folder, model file or model reference (as ``eval`` takes one; ``model_options`` for models
-    from elsewhere). ``settings``: ``subset`` (test: the first N images; train: a class-balanced sample),
-    ``seed`` (MC-dropout masks, augmentation draws, random directions and start vectors), ``device`` and
+    from elsewhere). ``settings``: ``subset`` (a class-balanced sample of N images, drawn from a fixed seed, as
+    ``eval`` takes it) and ``subset_file`` (a published image list), ``seed`` (MC-dropout masks, augmentation
+    draws, random directions and start vectors), ``device`` and
     ``batch_size``; the landscape also uses ``ensembles``, ``precision``, ``mc_chunk``, ``channels_last`` and
     the ECE binning, exactly as ``eval``. ``split``: ``train`` (augmented unless ``augment`` is off, the
     images drawn once from ``seed``) or ``test``. ``out``: the folder for the CSVs and PNGs.
@@ -209,7 +210,7 @@ def _setup(request: AnalysisRequest, members: Members, settings: EvalSettings, s
         raise UserError(f"give the {param('dataset')} to analyse {members.name} on")
     members.check_dataset(dataset)
     source = get_dataset(dataset, None if request.data_dir is None else str(request.data_dir), request.split,
-                         download=request.download, subset=settings.subset, seed=settings.seed)
+                         download=request.download, subset=settings.subset, subset_file=settings.subset_file)
     members.check_dataset(dataset, source.num_classes)
     model = members.models[0].to(settings.device).eval()
     images = analysis_images(source, model.spec.preprocess, augment=request.augment, seed=settings.seed,

@@ -12,6 +12,7 @@ import pandas as pd
 
 from smoothbench import distributed, plots
 from smoothbench.data import get_dataset
+from smoothbench.data.subset import subset_positions
 from smoothbench.errors import UserError, param
 from smoothbench.evaluation.consistency_rows import perturbation_rows, size_consistency_rows
 from smoothbench.evaluation.members import load_members
@@ -32,8 +33,9 @@ class ConsistencyRequest:
     Ensemble-size consistency always runs on the clean ``dataset`` (default: the checkpoint's) from
     ``data_dir``. ``perturbations`` (``all``, comma-separated names or a list; CIFAR-10 models only) adds
     CIFAR-10-P rows, from the released sequences in ``p_data_dir`` or, with ``generate``, sequences made
-    from the clean test set. ``out``: the results (CSV or JSON); ``plot``: a folder for the
-    agreement-vs-ensemble-size plot.
+    from the clean test set. ``settings.subset`` / ``settings.subset_file`` pick the same test images for
+    both (released sequences follow the clean test order). ``out``: the results (CSV or JSON); ``plot``: a
+    folder for the agreement-vs-ensemble-size plot.
     """
 
     models: Sequence[PathLike]
@@ -85,19 +87,22 @@ def run_consistency(request: ConsistencyRequest, *, progress: Progress | None = 
     members.check_dataset(name)
     if request.perturbations and name != "cifar10":
         raise UserError("CIFAR-10-P consistency needs a CIFAR-10 model")
-    source = get_dataset(name, None if request.data_dir is None else str(request.data_dir), "test",
-                         subset=settings.subset, seed=settings.seed)
+    full = get_dataset(name, None if request.data_dir is None else str(request.data_dir), "test")
+    positions, _ = subset_positions(full, settings.subset, settings.subset_file)
+    source = full if positions is None else full.select(positions)
     members.check_dataset(name, source.num_classes)
     if progress is not None:
         progress.start(2 * len(source), f"consistency {members.name}")
     rows = size_consistency_rows(members, source, settings, progress=progress)
     if request.perturbations:
         frames_of, kind = _sequences(request, source, settings)
+        # released sequences follow the clean test order: the same positions pick the same images
+        chosen = None if request.generate else positions
         if progress is not None:
-            per = len(source) if request.generate else (settings.subset or 10000)
+            per = len(source) if request.generate or positions is not None else len(full)
             progress.start(len(request.perturbations) * per, "CIFAR-10-P")
         rows += perturbation_rows(members, frames_of, request.perturbations, settings, source_kind=kind,
-                                  progress=progress)
+                                  positions=chosen, progress=progress)
     files = []
     if distributed.is_main_process():  # every process holds the same rows; rank 0 writes them
         write_rows(request.out, rows, key_columns=CONSISTENCY_ROW_KEY)

@@ -74,7 +74,8 @@ def this_sweep(rows: pd.DataFrame, request: SweepRequest, members, settings: Eva
     from smoothbench.results.store import row_key
 
     wanted = {"model": members.name, "checkpoint_sha256": members.checkpoint_sha256,
-              "dataset": request.sweep.dataset, "subset": settings.subset, "seed": settings.seed,
+              "dataset": request.sweep.dataset, "subset": settings.subset,
+              "subset_sha256": settings.subset_sha256, "seed": settings.seed,
               "precision": settings.precision, "ece_mode": settings.ece_mode, "ece_bins": settings.ece_bins,
               "calibration": "" if calibration is None else calibration.column}
     key = row_key(wanted, list(wanted))

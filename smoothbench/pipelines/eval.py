@@ -89,7 +89,7 @@ def run_eval(request: EvalRequest, *, progress: Progress | None = None) -> EvalR
     members.check_dataset(name)
     with distributed.main_first():  # rank 0 downloads first
         source = get_dataset(name, None if request.data_dir is None else str(request.data_dir), request.split,
-                             download=request.download, subset=settings.subset, seed=settings.seed)
+                             download=request.download, subset=settings.subset, subset_file=settings.subset_file)
     members.check_dataset(name, source.num_classes)
     if progress is not None:
         passes = settings.largest * (1 if len(members.models) == 1 else (settings.mc_samples or 1))

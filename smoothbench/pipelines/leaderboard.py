@@ -9,7 +9,7 @@ from typing import Sequence
 
 from smoothbench.errors import UserError, param
 from smoothbench.fileio import atomic_open, check_writable_file
-from smoothbench.leaderboard.build import Leaderboard, build_leaderboard
+from smoothbench.leaderboard.build import VIEWS, Leaderboard, build_leaderboard
 from smoothbench.leaderboard.render import RENDERERS, render
 from smoothbench.results.baselines import load_baseline
 from smoothbench.results.store import read_results
@@ -19,13 +19,15 @@ PathLike = str | os.PathLike
 
 @dataclass
 class LeaderboardRequest:
-    """What ``smoothbench leaderboard`` does: rank the rows of the result files and folders in ``inputs``
-    by ``sort`` at ``ensemble_size`` (default: each configuration's largest), render them as ``format``
-    (md, csv, html or json) and write them to ``out`` if given. ``allow_mixed`` ranks rows of different
-    data or settings together; ``baseline`` adds the mCE columns (as in ``SweepRequest.baseline``)."""
+    """What ``smoothbench leaderboard`` does: rank the rows of ``view`` (``paper``, ``selective``, ``ood``,
+    ``shift``: :data:`smoothbench.leaderboard.build.VIEWS`) in the result files and folders in ``inputs`` by
+    ``sort`` (default: the view's) at ``ensemble_size`` (default: each configuration's largest), render them
+    as ``format`` (md, csv, html or json) and write them to ``out`` if given. ``allow_mixed`` ranks rows of
+    different data or settings together; ``baseline`` adds the mCE columns (as in ``SweepRequest.baseline``)."""
 
     inputs: Sequence[PathLike]
-    sort: str = "nll"
+    sort: str | None = None
+    view: str = "paper"
     ensemble_size: int | None = None
     format: str = "md"
     out: PathLike | None = None
@@ -35,6 +37,8 @@ class LeaderboardRequest:
     def __post_init__(self) -> None:
         if self.format not in RENDERERS:
             raise UserError(f"{param('format')} must be one of {', '.join(RENDERERS)}, got {self.format!r}")
+        if self.view not in VIEWS:
+            raise UserError(f"{param('view')} must be one of {', '.join(VIEWS)}, got {self.view!r}")
 
 
 @dataclass
@@ -50,7 +54,7 @@ def run_leaderboard(request: LeaderboardRequest) -> LeaderboardResult:
         check_writable_file(request.out)
     baseline = load_baseline(request.baseline) if request.baseline is not None else None
     board = build_leaderboard(read_results(request.inputs), sort=request.sort, ensemble_size=request.ensemble_size,
-                              allow_mixed=request.allow_mixed, baseline=baseline)
+                              allow_mixed=request.allow_mixed, baseline=baseline, view=request.view)
     text = render(board, request.format)
     path = None
     if request.out is not None:

@@ -26,7 +26,8 @@ class MakeCRequest:
     ImageNet: the folder with ``val/``) with ``corruptions`` at severities 1..5 into ``out``. CIFAR sets get
     the released layout (``<corruption>.npy`` + ``labels.npy``), ImageNet JPEG folders; finished corruptions
     are skipped on a rerun. ``seed`` keys the random draws per corruption, severity and image; ``subset``
-    corrupts the first N test images only."""
+    corrupts only the class-balanced sample of N test images that ``eval --subset N`` evaluates (sweep the
+    set with the same ``subset``: its images are then the clean subset's, image for image)."""
 
     dataset: str
     data_dir: PathLike

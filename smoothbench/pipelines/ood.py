@@ -62,7 +62,9 @@ class OodRequest:
     (default: the checkpoint's, from ``data_dir``) against every set of ``ood_sets`` (``svhn``, ``cifar10``,
     ``cifar100``, ``textures``, ``noise``, ``noise-gaussian``, ``folder:PATH``; :mod:`smoothbench.data.ood`),
     read from ``ood_dir`` (default ``data_dir``), under each of ``scores``. ``settings.subset`` limits the
-    in-distribution images (first N) and every OOD set (a seeded random N of a larger set). ``out``: the rows
+    in-distribution images (the class-balanced sample of N test images every command evaluates, after
+    ``settings.subset_file`` if given) and every OOD set (a random N of a larger set, drawn from
+    ``settings.seed``). ``out``: the rows
     (CSV or JSON, resumable); ``plot``: a folder for score histograms (largest ensemble size).
     """
 
@@ -157,7 +159,7 @@ def run_ood(request: OodRequest, *, progress: Progress | None = None) -> OodResu
     if todo:
         with distributed.main_first(), profile.section("data"):
             in_source = get_dataset(dataset, data_dir, "test", download=request.download, subset=settings.subset,
-                                    seed=settings.seed, workers=request.workers)
+                                    subset_file=settings.subset_file, workers=request.workers)
         members.check_dataset(dataset, in_source.num_classes)
         if progress is not None:
             progress.start(len(in_source), f"ood {members.name}: {dataset} test")

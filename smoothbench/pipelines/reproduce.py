@@ -57,9 +57,9 @@ class ReproduceRequest:
     read from ``data_dir`` (``download`` fetches it); ``seeds``: training seeds per model (0, 1, ...);
     ``out``: the folder of runs, tables and figures (shared by both figures). Fig. 9 sweeps the released
     corrupted set in ``c_data_dir`` if given, else corrupts the clean test set on the fly (``frost_dir``: the
-    frost textures). ``subset`` evaluates at most the first N test images (below the scale's own count), for
-    quick checks. ``device``, ``precision`` and ``channels_last`` apply to training and evaluation. ``plan``
-    only prints the grid with estimated times from a short probe: nothing is trained or written.
+    frost textures). ``subset`` evaluates at most N test images (a class-balanced sample, below the scale's own
+    count), for quick checks. ``device``, ``precision`` and ``channels_last`` apply to training and evaluation.
+    ``plan`` only prints the grid with estimated times from a short probe: nothing is trained or written.
     """
 
     figure: str
@@ -252,7 +252,7 @@ def _evaluate(request: ReproduceRequest, cells: list[Cell], run_dirs: list[Path]
     found = [(i, wanted[key]) for i, key in enumerate(keys_of(table, EVAL_ROW_KEY)) if key in wanted]
     images = request.test_images(False) or TEST_IMAGES
     return _with_cells(table.iloc[[i for i, _ in found]], [c for _, c in found]), [
-        f"clean {request.dataset} test set, first {images:,} images; ECE with the paper code's 10 bins"]
+        f"clean {request.dataset} test set, {_images(images)}; ECE with the paper code's 10 bins"]
 
 
 def _sweep(request: ReproduceRequest, cells: list[Cell], run_dirs: list[Path], files: dict[str, Path],
@@ -278,8 +278,13 @@ def _sweep(request: ReproduceRequest, cells: list[Cell], run_dirs: list[Path], f
         summaries.append(_with_cells(swept.summary, [cell] * len(swept.summary)))
     images = request.test_images(True) or TEST_IMAGES
     note = (f"corruptions: {', '.join(sweep.corruptions)} at severities {','.join(map(str, sweep.severities))}, "
-            f"first {images:,} test images, from {origin}; ratios against the authors' AlexNet ({baseline})")
+            f"{_images(images)} of the test set, from {origin}; ratios against the authors' AlexNet ({baseline})")
     return pd.concat(summaries, ignore_index=True), [note]
+
+
+def _images(n: int) -> str:
+    """How many test images a figure used, as its notes say it."""
+    return f"all {n:,} images" if n >= TEST_IMAGES else f"{n:,} images (a class-balanced sample)"
 
 
 def _with_cells(rows: pd.DataFrame, cells: list[Cell]) -> pd.DataFrame:

@@ -22,8 +22,8 @@ import pandas as pd
 from smoothbench import distributed
 from smoothbench.data import get_dataset
 from smoothbench.data.imagenet_wnids import IMAGENET_WNIDS
-from smoothbench.data.shifts import SHIFTS, get_shift, load_cifar10h, read_subset_file
-from smoothbench.data.subset import first_indices
+from smoothbench.data.shifts import SHIFTS, get_shift, load_cifar10h
+from smoothbench.data.subset import subset_positions
 from smoothbench.errors import UserError, param
 from smoothbench.evaluation.ensembles import EnsemblePredictions
 from smoothbench.evaluation.members import Members, load_members
@@ -70,8 +70,11 @@ class ShiftRequest:
     ``imagenet-sketch``) and soft-label targets (``cifar10h``), as a list or ``"a,b"``. ``dataset``: the clean
     dataset (default: the checkpoint's), read from ``data_dir``; the shift sets are read from ``shift_dir``
     (default: ``data_dir``); ``download`` fetches what has a published URL and checksum. ``subset_files``:
-    set name (``clean`` for the test set) → a published image list (:func:`read_subset_file`), applied
-    before ``settings.subset``. ``workers`` decode image folders. Files: ``out`` (the rows, CSV or JSON;
+    set name (``clean`` for the test set) → a published image list
+    (:func:`~smoothbench.data.subset.read_subset_file`), applied before ``settings.subset`` (which takes a
+    class-balanced sample of N images of every set, all of a set that has fewer); each set's rows carry its
+    own file's ``subset_sha256`` (``settings.subset_file`` is not used: name the clean set's list here).
+    ``workers`` decode image folders. Files: ``out`` (the rows, CSV or JSON;
     ``format`` overrides the suffix; rows of the same key are replaced) and ``diff_out`` (the clean-vs-shift
     table, CSV or JSON, rewritten).
     """
@@ -100,6 +103,10 @@ class ShiftRequest:
                                 f"evaluated ({', '.join([CLEAN, *[s for s in self.sets if s in SHIFTS]])})")
         if self.workers < 0:
             raise UserError(f"{param('workers')} must be at least 0, got {self.workers}")
+        if self.settings.subset_file is not None:
+            raise UserError(f"shift takes one image list per set: give {param('subset_files')} "
+                            f"{{'{CLEAN}': {self.settings.subset_file!r}}} instead of the settings' "
+                            f"{param('subset_file')}")
 
     @property
     def image_sets(self) -> tuple[str, ...]:
@@ -148,20 +155,16 @@ def _subset(source, set_name: str, request: ShiftRequest, settings: EvalSettings
     """``source`` cut to its subset file (if any) and then to ``settings.subset``; returns the new source,
     the kept positions in the full set, and the subset file's SHA-256 (``""`` without one).
 
-    ``settings.subset`` keeps the first N images of each set (all of a set that has fewer: the sets differ
-    in size; ``n_images`` records what was kept), as ``get_dataset`` does for a test split today: keep the
-    two in line if that rule changes.
+    ``settings.subset`` keeps the class-balanced sample of N images that ``get_dataset`` keeps of a test split
+    (:func:`~smoothbench.data.subset.subset_positions`; the clean set's N images are those of ``eval
+    --subset N``), or all of a set that has fewer (the sets differ in size; ``n_images`` records what was
+    kept).
     """
-    positions = np.arange(len(source), dtype=np.int64)
-    digest = ""
-    if set_name in request.subset_files:
-        positions, digest = read_subset_file(request.subset_files[set_name], source)
-    if settings.subset is not None:
-        keep = min(settings.subset, len(positions))
-        positions = positions[first_indices(len(positions), keep, f"{source.name} {source.split}")]
-    if digest or settings.subset is not None:
-        source = source.select(positions)
-    return source, positions, digest
+    chosen, digest = subset_positions(source, settings.subset, request.subset_files.get(set_name), at_most=True,
+                                      parameter=param("subset_files", cli="--subset-file"))
+    if chosen is None:
+        return source, np.arange(len(source), dtype=np.int64), digest
+    return source.select(chosen), chosen, digest
 
 
 def run_shift(request: ShiftRequest, *, progress: Progress | None = None) -> ShiftResult:
@@ -185,8 +188,7 @@ def run_shift(request: ShiftRequest, *, progress: Progress | None = None) -> Shi
     data_dir = None if request.data_dir is None else str(request.data_dir)
     shift_dir = data_dir if request.shift_dir is None else str(request.shift_dir)
     with distributed.main_first():  # rank 0 downloads first
-        clean = get_dataset(name, data_dir, "test", download=request.download, seed=settings.seed,
-                            workers=request.workers)
+        clean = get_dataset(name, data_dir, "test", download=request.download, workers=request.workers)
         shifts = [(s, *get_shift(s, shift_dir, download=request.download, workers=request.workers))
                   for s in request.image_sets]
         soft = {s: load_cifar10h(shift_dir, download=request.download) for s in request.sets if s in SOFT_LABEL_SETS}
@@ -224,11 +226,12 @@ def run_shift(request: ShiftRequest, *, progress: Progress | None = None) -> Shi
 
 def shift_differences(rows: pd.DataFrame, metrics: Sequence[str] = DIFFERENCE_METRICS) -> pd.DataFrame:
     """The clean-vs-shift table: for every shift row with a clean row of the same evaluation identity
-    (:data:`smoothbench.schema.EVALUATION_IDENTITY`: model, checkpoint, dataset, ensemble size and settings),
+    (:data:`smoothbench.schema.EVALUATION_IDENTITY`: model, checkpoint, dataset, ensemble size and settings;
+    not ``subset_sha256``, which names each set's own image list),
     ``<metric>_clean``, ``<metric>_shift`` and ``d_<metric>`` = shift − clean for each of ``metrics``
     (negative ``d_acc`` and positive ``d_nll`` / ``d_ece``: worse under the shift). One row per (identity,
     shift), in the order of ``rows``; empty (with its columns) when there is nothing to compare."""
-    identity = [c for c in EVALUATION_IDENTITY if c in rows.columns]
+    identity = [c for c in EVALUATION_IDENTITY if c in rows.columns and c != "subset_sha256"]  # each set's own
     columns = [*identity, "shift", *(c for m in metrics for c in (f"{m}_clean", f"{m}_shift", f"d_{m}"))]
     if rows.empty or "shift" not in rows.columns:
         return pd.DataFrame(columns=columns)

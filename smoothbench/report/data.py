@@ -15,7 +15,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from smoothbench import __version__
-from smoothbench.leaderboard.build import Leaderboard
+from smoothbench.errors import UserError
+from smoothbench.leaderboard.build import VIEWS, Leaderboard, build_leaderboard
 from smoothbench.leaderboard.render import group_title
 from smoothbench.report.inputs import ReliabilityBins, ReportInputs, RunConfig
 from smoothbench.results.store import canonical
@@ -294,11 +295,16 @@ def agreement_curves(rows: pd.DataFrame) -> list[CurveSet]:
     return sets
 
 
-def extra_metrics(rows: pd.DataFrame, board: Leaderboard) -> pd.DataFrame:
-    """Metrics of the schema that the rows hold but the leaderboard does not rank (newer kinds of rows such
-    as OOD or selective prediction, consistency accuracy): their mean per (model, dataset, kind, ensemble
-    size), so that every measured number appears in the report."""
+def extra_metrics(rows: pd.DataFrame, board: Leaderboard, views: dict[str, Leaderboard]) -> pd.DataFrame:
+    """Metrics of the schema that the rows hold but no leaderboard view ranks (consistency accuracy, say):
+    their mean per (model, dataset, kind, ensemble size), so that every measured number appears in the
+    report. Rows of the other views (OOD, shift) are theirs alone: averaging over OOD sets means nothing."""
     ranked = set(board.metrics())
+    for name, other in views.items():
+        ranked |= set(other.metrics())
+        if VIEWS[name].rows != "evaluation":
+            column = "ood_set" if VIEWS[name].rows == "ood" else "shift"
+            rows = rows[~rows[column].map(text).isin(set(rows[column].map(text)) - {"", "clean"})]
     metrics = [m for m in METRICS if m in rows.columns and m not in ranked and rows[m].notna().any()]
     if not metrics:
         return pd.DataFrame()
@@ -340,11 +346,28 @@ class ReportData:
     reliability: list[list[ReliabilityBins]]
     extra: pd.DataFrame
     files: dict[str, list[str]]
+    views: dict[str, Leaderboard]
+
+
+def other_views(rows: pd.DataFrame) -> dict[str, Leaderboard]:
+    """The leaderboards of the views besides ``paper`` that the rows hold (selective prediction where rows
+    have ``aurc``, OOD detection, natural shifts), at every ensemble size, by each view's default sort."""
+    boards = {}
+    for name in VIEWS:
+        if name == "paper" or (name == "selective" and "aurc" not in rows.columns):
+            continue
+        try:
+            boards[name] = build_leaderboard(rows, view=name, ensemble_size="all")
+        except UserError:  # the rows hold nothing this view ranks
+            continue
+    return boards
 
 
 def report_data(inputs: ReportInputs, board: Leaderboard) -> ReportData:
     """The sections' data from what was read and the leaderboard built from it."""
     rows = inputs.rows
+    views = other_views(rows)
     return ReportData(inputs, board, model_table(rows), dataset_table(rows), version_table(rows, inputs.runs),
                       sampling_notes(rows), size_curves(board), corruption_sets(rows), agreement_curves(rows),
-                      reliability_groups(inputs.reliability), extra_metrics(rows, board), files_by_checkpoint(rows))
+                      reliability_groups(inputs.reliability), extra_metrics(rows, board, views),
+                      files_by_checkpoint(rows), views)

@@ -256,13 +256,38 @@ def _all_metrics(data: ReportData) -> Section:
     return Section("all-metrics", "All metrics", how, "\n".join(body))
 
 
+#: The report's sections for the other leaderboard views: anchor, heading and what the view answers.
+_VIEW_SECTIONS = {
+    "selective": ("selective", "Selective prediction",
+                  "How much the error falls when the least confident images are rejected (rows ranked by AURC, the "
+                  "area under the risk–coverage curve; <code>eval --plot</code> draws the curves)."),
+    "ood": ("ood", "Out-of-distribution detection",
+            "How well each score separates the test set from another distribution (one table per OOD set and score, "
+            "ranked by AUROC; <code>ood --plot</code> draws the score histograms)."),
+    "shift": ("shift", "Natural distribution shifts",
+              "The same classes collected elsewhere (one table per set; <em>clean</em> is the test set)."),
+}
+
+
+def _view_section(name: str, board: Leaderboard, files: Mapping[str, Sequence[str]]) -> Section:
+    """A leaderboard view as a section: one table per group (the leaderboard's filters apply) and its notes."""
+    anchor, title, what = _VIEW_SECTIONS[name]
+    metrics = shown_metrics(board)
+    body = [group_table(board, int(n), metrics, files) for n in sorted(board.table["group"].unique())]
+    if board.notes:
+        body.append('<ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in board.notes) + "</ul>")
+    return Section(anchor, title, f"<p>{what}</p>" + how_to_read(board, metrics), "\n".join(body))
+
+
 def report_page(data: ReportData, title: str = "smoothbench report", note: str | None = None) -> Page:
     """The report: what the numbers can show, overview, leaderboard, the paper's figures, every metric."""
     place = _Figures()
     about = _about(data, note)
     sections = ([about] if about else []) + [
-        _overview(data), leaderboard_section(data.board, data.files), _sizes(data, place), _corruptions(data, place),
-        _reliability(data, place), _consistency(data, place), _all_metrics(data)]
+        _overview(data), leaderboard_section(data.board, data.files),
+        *(_view_section(name, board, data.files) for name, board in data.views.items()),
+        _sizes(data, place), _corruptions(data, place), _reliability(data, place), _consistency(data, place),
+        _all_metrics(data)]
     rows = data.inputs.rows
     written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (f"{len(rows)} result rows from {len(data.inputs.files())} file(s), {len(data.models)} model(s); "

@@ -23,7 +23,7 @@ import pandas as pd
 
 from smoothbench.errors import UserError, param
 from smoothbench.fileio import atomic_open, check_writable_file, locked
-from smoothbench.schema import (CONSISTENCY_METRICS, INTEGER_COLUMNS, METRICS, REQUIRED_COLUMNS, ROW_METRICS,
+from smoothbench.schema import (CONSISTENCY_METRICS, INTEGER_COLUMNS, METRICS, OOD_METRICS, REQUIRED_COLUMNS, ROW_METRICS,
                                 TEXT_COLUMNS)
 
 PathLike = str | os.PathLike
@@ -211,8 +211,9 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _json_value(value: Any) -> Any:
-    """A JSON-ready scalar: NaN / NA → None, numpy scalars → Python scalars."""
-    if value is None or value is pd.NA or value is pd.NaT:
+    """A JSON-ready scalar: NaN / NA and empty text → None (an empty value is a missing one, as in CSV, so a
+    row reads back the same after any rewrite), numpy scalars → Python scalars."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, str) and value == ""):
         return None
     if isinstance(value, np.generic):
         value = value.item()
@@ -335,7 +336,7 @@ def _looks_like_results(table: pd.DataFrame) -> bool:
     (corruption summary, per-corruption table: ``corruption`` without ``severity``) is not one."""
     derived = "corruption" in table.columns and "severity" not in table.columns
     return "model" in table.columns and not derived and any(
-        c in table.columns for c in ROW_METRICS + CONSISTENCY_METRICS)
+        c in table.columns for c in ROW_METRICS + CONSISTENCY_METRICS + OOD_METRICS)
 
 
 def read_results(paths: PathLike | Iterable[PathLike]) -> pd.DataFrame:
