@@ -17,6 +17,8 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from smoothbench import terminal
+
 #: name → (type, Typer option): the shared flags, in the order ``--help`` lists them.
 _SHARED: dict[str, tuple[Any, Any]] = {
     "ensembles": (str, typer.Option("1", "--ensembles",
@@ -255,3 +257,20 @@ def without_option(argv: list[str], flag: str) -> list[str]:
         elif not token.startswith(flag + "="):
             kept.append(token)
     return kept
+
+
+# ----------------------------------------------------------------------------------------------------------
+# arguments and output every command group shares
+RUNS_ARG = typer.Argument(..., help="Run folders, model files or models from elsewhere (torchvision:NAME, timm:NAME, "
+                          "py:FILE.py:FUNCTION, MODULE:FUNCTION; MODEL@FILE for its weights); several form a deep "
+                          "ensemble (in the order given).")
+DATA_DIR_OPT = typer.Option(None, "--data-dir", help="Folder holding the dataset (see data/README.md).")
+DOWNLOAD_OPT = typer.Option(False, "--download", help="Download CIFAR-10/100 if absent (md5-checked).")
+QUIET_OPT = typer.Option(False, "--quiet", help="No progress bar.")
+#: The columns of an evaluation's rich table.
+EVAL_COLUMNS = ["model", "ensemble_size", "acc", "nll", "ece", "brier", "top5", "auroc_misclf"]
+
+
+def show_profile(profile, seconds: float) -> None:
+    """The ``--profile`` line of an evaluation: its sections and sample-forwards per second."""
+    terminal.print_profile(profile.seconds, seconds, profile.sample_forwards / seconds, "sample-forwards")

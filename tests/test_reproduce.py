@@ -51,7 +51,7 @@ def test_full_scale_is_the_papers_recipe_and_tiny_says_what_it_shrinks(tmp_path)
     assert "x1/8" in SCALES["tiny"].describe() and "x1/50" in SCALES["tiny"].describe()
     assert [c.name("cifar10", SCALES["tiny"]) for c in grid(2)][::4] == [
         "cifar10-tiny-resnet18-dnn-none-seed0", "cifar10-tiny-resnet18-dnn-none-seed1"]
-    from smoothbench.cli import reproduce  # its --help states the scales (without importing them: it stays cheap)
+    from smoothbench.cli_workflows import reproduce  # its --help states the scales (without importing them: it stays cheap)
 
     for scale in (SCALES["tiny"], SCALES["small"]):
         assert f"{scale.name}: width {scale.width} " in reproduce.__doc__
