@@ -29,6 +29,8 @@ from smoothbench.data.synthetic import make_synthetic
 from smoothbench.evaluation.ensembles import predict
 from smoothbench.models.sources import ModelOptions, resolve_model
 
+from best_of import best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -63,16 +65,8 @@ def main() -> None:
     def ours() -> None:
         predict([model], source, [1], batch_size=args.batch_size, device=cpu, announce=False)
 
-    def best(run) -> float:
-        times = []
-        for _ in range(args.repeats):
-            start = clock()
-            run()
-            times.append(clock() - start)
-        return min(times)
-
     bare(), ours()  # warm up both (allocator, oneDNN primitives)
-    t_bare, t_ours = best(bare), best(ours)
+    t_bare, t_ours = best_of(bare, args.repeats, clock), best_of(ours, args.repeats, clock)
     print(f"torchvision resnet18, {len(source)} {dataset} images, batch {args.batch_size}, {args.threads} thread(s), "
           f"{args.clock} time, best of {args.repeats}")
     print(f"bare module:  {t_bare:.3f} s")

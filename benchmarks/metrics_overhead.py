@@ -27,6 +27,8 @@ from smoothbench.data.info import NORMALIZATION
 from smoothbench.data.synthetic import make_synthetic
 from smoothbench.evaluation.ensembles import predict
 
+from best_of import best_of  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 SIZES = [1, 5, 50]
 
 
@@ -69,15 +71,7 @@ def main() -> None:
         for k in SIZES:
             metrics.summarize(out.probs[k], out.labels, members=out.diversity(k))
 
-    def best(run) -> float:
-        times = []
-        for _ in range(args.repeats):
-            start = clock()
-            run()
-            times.append(clock() - start)
-        return min(times)
-
-    t_paper, t_all = best(paper), best(everything)
+    t_paper, t_all = best_of(paper, args.repeats, clock), best_of(everything, args.repeats, clock)
     print(f"resnet18 mcdo tanh-blur width {args.width}, {args.images} images, sizes {SIZES}, {args.threads} thread(s), "
           f"{args.clock} time, best of {args.repeats}")
     print(f"paper metrics: {t_paper:.3f} s")
