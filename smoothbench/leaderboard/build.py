@@ -3,11 +3,12 @@
 :func:`build_leaderboard` recognises the rows by their columns: OOD rows have ``ood_set``, natural-shift rows
 have ``shift``, consistency rows have ``kind``, corruption rows have ``corruption`` and ``severity``, the
 others are clean evaluations. A :data:`VIEWS` entry picks which rows are ranked, the default sort key and the
-metrics shown: ``paper`` (clean, corrupted and consistency metrics), ``selective``, ``ood`` and ``shift``. One leaderboard row is one
-configuration (arch, method, smoothing, blur, tau, dropout rate, width; or the model name when those are
-unknown) on one dataset at one ensemble size; several seeds / checkpoints of it are averaged. Rows are
-ranked only against comparable rows (same dataset, subset, number of images, data fingerprints, ECE
-settings, corruption source); the others form separate groups and the leaderboard's ``notes`` say why.
+metrics shown: ``paper`` (clean, corrupted and consistency metrics), ``selective``, ``ood`` and ``shift``. One
+leaderboard row is one configuration (arch, method, smoothing, blur, tau, dropout rate, width; or the model
+name when those are unknown) on one dataset at one ensemble size; several seeds / checkpoints of it are
+averaged. Rows are ranked only against comparable rows (same dataset, subset, number of images, data
+fingerprints, ECE settings, calibration, corruption source); the others form separate groups and the
+leaderboard's ``notes`` say why.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _eval_part(rows: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
                        calibration=_column(rows, "calibration").map(_calibration_text))
     distinct = _JOIN + ("subset", "subset_sha256", "ood_set", "score", "shift") + _ECE
     rows = _keyed(rows, distinct).drop_duplicates("_k", keep="last")
-    return _keyed(rows, distinct if {"ood_set", "shift"} & set(rows.columns) else _JOIN + _ECE)
+    return _keyed(rows, _JOIN + _ECE)  # the join with corruption rows (OOD and shift views have none)
 
 
 def _corruption_part(rows: pd.DataFrame, baseline: pd.DataFrame | None,
